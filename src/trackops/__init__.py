@@ -1,0 +1,3 @@
+"""trackops: the operations toolkit for MLflow tracking servers."""
+
+__version__ = "0.1.0"

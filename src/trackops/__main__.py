@@ -1,0 +1,3 @@
+from trackops.cli.main import run
+
+run()

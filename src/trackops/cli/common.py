@@ -1,0 +1,51 @@
+"""What every command shares: option definitions, settings from flags, and rendering."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from trackops.config import Settings, resolve_settings
+from trackops.errors import EXIT_CODE_MEANINGS
+
+# Human output goes to stderr; stdout is reserved for --json and --sql.
+console = Console(stderr=True, highlight=False)
+
+
+class State:
+    """Global options from the top-level callback."""
+
+    debug: bool = False
+    config: str | None = None
+
+
+state = State()
+
+EXIT_CODES_EPILOG = "Exit codes: " + ", ".join(f"{int(c)} {m.split(' (')[0]}" for c, m in EXIT_CODE_MEANINGS.items())
+
+BackendStoreUri = Annotated[str | None, typer.Option(
+    "--backend-store-uri", metavar="URI",
+    help="Tracking database URI (sqlite:///mlflow.db, postgresql://..., mysql://...). "
+         "Env: TRACKOPS_BACKEND_STORE_URI, then MLFLOW_BACKEND_STORE_URI / MLFLOW_TRACKING_URI.")]
+ArtifactsDestination = Annotated[str | None, typer.Option(
+    "--artifacts-destination", metavar="URI",
+    help="Where proxied artifacts (mlflow-artifacts:/) live: a folder or s3://bucket/prefix. "
+         "Env: TRACKOPS_ARTIFACTS_DESTINATION. Default ./mlartifacts.")]
+DefaultArtifactRoot = Annotated[str | None, typer.Option(
+    "--default-artifact-root", metavar="URI",
+    help="Artifact location given to new experiments. Default mlflow-artifacts:/ when serving artifacts.")]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print a JSON object on stdout instead of text.")]
+
+
+def settings_from(**flags: Any) -> Settings:
+    """Settings resolved from this command's flags, the global --config and the environment."""
+    return resolve_settings(flags, config_file=state.config)
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()

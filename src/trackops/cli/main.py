@@ -1,0 +1,82 @@
+"""The `trackops` command: global options, subcommand registration and the one error handler."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Annotated
+
+import click
+import typer
+
+from trackops import __version__
+from trackops.cli import info as info_cmd
+from trackops.cli.common import EXIT_CODES_EPILOG, console, state
+from trackops.errors import ExitCode, TrackopsError
+
+app = typer.Typer(
+    name="trackops",
+    help="Operations toolkit for MLflow tracking servers: serve, migrate, back up, collect garbage.",
+    epilog=EXIT_CODES_EPILOG,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"trackops {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main(
+    config: Annotated[str | None, typer.Option(
+        "--config", metavar="PATH", envvar="TRACKOPS_CONFIG",
+        help="TOML config file (flags and TRACKOPS_* variables override it).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Operations toolkit for MLflow tracking servers."""
+    state.config = config
+    state.debug = debug or os.environ.get("TRACKOPS_DEBUG", "") in ("1", "true")
+
+
+app.command("info", epilog=EXIT_CODES_EPILOG)(info_cmd.info)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console-script entry point: runs the app and maps every outcome to an exit code."""
+    sys.exit(invoke(argv))
+
+
+def invoke(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (the one place exit codes are decided)."""
+    try:
+        result = app(args=argv, prog_name="trackops", standalone_mode=False)
+        return int(result) if isinstance(result, int) else ExitCode.OK
+    except TrackopsError as exc:
+        console.print(f"[bold red]Error:[/] {exc.message}", soft_wrap=True, markup=True, highlight=False)
+        if exc.hint:
+            console.print(f"[bold]Try:[/] {exc.hint}", soft_wrap=True, markup=True, highlight=False)
+        return int(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return ExitCode.USAGE
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        console.print("Interrupted.")
+        return ExitCode.INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, traceback only with --debug
+        if state.debug:
+            traceback.print_exc()
+        else:
+            console.print(f"Error: unexpected {type(exc).__name__}: {exc}", markup=False, soft_wrap=True)
+            console.print("Try: run again with --debug and report the traceback", markup=False)
+        return ExitCode.FAILURE

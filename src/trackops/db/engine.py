@@ -1,0 +1,179 @@
+"""Database engines for the URI forms MLflow users already have, and the errors they raise.
+
+`create_engine(uri)` accepts ``sqlite:///``, ``mysql://``, ``mysql+pymysql://``, ``mariadb://``,
+``postgresql://``, ``postgres://``, ``postgresql+psycopg://`` and ``postgresql+psycopg2://`` (the
+last only when psycopg2 is installed). SQLite gets WAL and a busy timeout; MySQL gets utf8mb4.
+Foreign-key enforcement on SQLite stays off, as MLflow leaves it: existing databases may hold rows
+it would reject. `connect_errors()` turns driver errors into one-line `TrackopsError`s with hints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+
+from trackops.errors import DatabaseError, NotFoundError, TrackopsError, UsageError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_DRIVERS = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite",
+    "mysql": "mysql+pymysql",
+    "mysql+pymysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+    "mariadb+pymysql": "mysql+pymysql",
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+    "postgresql+psycopg2": "postgresql+psycopg2",
+}
+
+SUPPORTED_SCHEMES_HINT = "use sqlite:///path.db, postgresql://user@host/db or mysql://user@host/db"
+
+
+def parse_url(uri: str) -> URL:
+    """Parse and normalise a database URI; a bad one is a `UsageError`."""
+    if not isinstance(uri, str) or "://" not in uri:
+        raise UsageError(f"not a database URI: {uri!r}", hint=SUPPORTED_SCHEMES_HINT)
+    try:
+        url = make_url(uri)
+    except Exception:  # noqa: BLE001 - SQLAlchemy raises ArgumentError and ValueError for junk
+        raise UsageError(f"malformed database URI: {hide_password(uri)}", hint=SUPPORTED_SCHEMES_HINT) from None
+    driver = _DRIVERS.get(url.drivername.lower())
+    if driver is None:
+        raise UsageError(f"unsupported database scheme {url.drivername!r}", hint=SUPPORTED_SCHEMES_HINT)
+    if driver == "postgresql+psycopg2" and importlib.util.find_spec("psycopg2") is None:
+        raise UsageError("postgresql+psycopg2:// needs psycopg2, which is not installed",
+                         hint="use postgresql:// (psycopg 3 is included) or pip install psycopg2-binary")
+    url = url.set(drivername=driver)
+    if driver.startswith("mysql") and "charset" not in url.query:
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    if driver == "sqlite" and url.database in (None, ""):
+        raise UsageError("sqlite URI has no file path", hint="use sqlite:///relative.db or sqlite:////abs/path.db")
+    return url
+
+
+def dialect_of(uri: str | URL) -> str:
+    """'sqlite', 'postgresql' or 'mysql'."""
+    url = uri if isinstance(uri, URL) else parse_url(uri)
+    return url.get_backend_name()
+
+
+def hide_password(uri: str | URL) -> str:
+    """The URI as text with any password replaced by ***."""
+    try:
+        url = uri if isinstance(uri, URL) else make_url(uri)
+        return url.render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - never echo a URI we cannot parse: it may hold a password
+        text = str(uri)
+        if "@" in text and "://" in text:
+            scheme, rest = text.split("://", 1)
+            return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+        return text
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file path of a SQLite URL, or None for an in-memory database."""
+    db = url.database
+    if not db or db == ":memory:" or db.startswith("file::memory:"):
+        return None
+    return Path(db)
+
+
+def create_engine(uri: str | URL, *, must_exist: bool = False, **kwargs) -> Engine:
+    """An engine for `uri`. With must_exist, a SQLite file that is not there is a `NotFoundError`."""
+    url = uri if isinstance(uri, URL) else parse_url(uri)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        path = sqlite_path(url)
+        if path is not None:
+            if must_exist and not path.exists():
+                raise NotFoundError(f"SQLite database {path} does not exist",
+                                    hint="check the path, or create it with: trackops db init")
+            if not path.parent.exists():
+                raise NotFoundError(f"folder {path.parent} for SQLite database {path.name} does not exist",
+                                    hint="create the folder or fix the path in the URI")
+        kwargs.setdefault("connect_args", {}).setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+        engine = sa.create_engine(url, **kwargs)
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    if backend == "mysql":
+        kwargs.setdefault("pool_recycle", 3600)
+    connect_args = kwargs.setdefault("connect_args", {})
+    if backend == "postgresql":
+        connect_args.setdefault("connect_timeout", 10)
+    elif backend == "mysql":
+        connect_args.setdefault("connect_timeout", 10)
+    return sa.create_engine(url, **kwargs)
+
+
+def _sqlite_on_connect(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        # WAL lets readers (a backup, a search) run beside a writer. A read-only file keeps its mode.
+        with contextlib.suppress(Exception):
+            cur.execute("PRAGMA journal_mode = WAL")
+    finally:
+        cur.close()
+
+
+@contextlib.contextmanager
+def connect_errors(uri: str | URL) -> Iterator[None]:
+    """Translate driver errors raised inside the block into one-line `TrackopsError`s."""
+    try:
+        yield
+    except TrackopsError:
+        raise
+    except sa.exc.DBAPIError as exc:
+        raise translate_error(exc, uri) from None
+    except sa.exc.NoSuchModuleError:
+        raise UsageError(f"no driver for {hide_password(uri)}", hint=SUPPORTED_SCHEMES_HINT) from None
+
+
+def translate_error(exc: sa.exc.DBAPIError, uri: str | URL) -> TrackopsError:
+    """A one-line error, with hint, for a driver error seen while connecting."""
+    url = uri if isinstance(uri, URL) else make_url(uri)
+    where = hide_password(url)
+    text = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(getattr(exc, "orig", exc)).strip() else ""
+    low = text.lower()
+    host = f"{url.host or 'localhost'}:{url.port or _default_port(url)}"
+    if "password authentication failed" in low or "access denied" in low:
+        return DatabaseError(f"the database refused the credentials for {where}",
+                             hint="check the user name and password in the URI")
+    if ("does not exist" in low and "database" in low) or "unknown database" in low:
+        return NotFoundError(f"database {url.database!r} does not exist on {host}",
+                             hint=f"create it first (e.g. CREATE DATABASE {url.database})")
+    if any(s in low for s in ("connection refused", "can't connect", "could not connect", "timeout",
+                              "timed out", "name or service not known", "nodename nor servname",
+                              "could not translate host name", "no route to host")):
+        return DatabaseError(f"cannot reach the database at {host} ({where})",
+                             hint="is the server running, and are host and port right?")
+    if "unable to open database file" in low:
+        return NotFoundError(f"cannot open SQLite database {url.database}",
+                             hint="check that the folder exists and is writable")
+    if "file is not a database" in low or "file is encrypted" in low:
+        return DatabaseError(f"{url.database} is not a SQLite database", hint="check the path in the URI")
+    return DatabaseError(f"database error on {where}: {text or type(exc).__name__}",
+                         hint="run with --debug for details")
+
+
+def _default_port(url: URL) -> int | str:
+    return {"postgresql": 5432, "mysql": 3306}.get(url.get_backend_name(), "")
+
+
+def server_version(conn: sa.Connection) -> str:
+    """The database server's version string."""
+    backend = conn.dialect.name
+    if backend == "sqlite":
+        return conn.exec_driver_sql("select sqlite_version()").scalar_one()
+    if backend == "postgresql":
+        return conn.exec_driver_sql("show server_version").scalar_one()
+    return conn.exec_driver_sql("select version()").scalar_one()

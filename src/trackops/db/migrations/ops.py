@@ -1,0 +1,87 @@
+"""Idempotent schema operations for migration scripts.
+
+MySQL and MariaDB cannot roll back DDL, so a migration interrupted half-way leaves some of its steps
+applied. Every step therefore checks what already exists before acting, and a re-run finishes the job.
+In offline mode (``trackops db upgrade --sql``) nothing can be inspected: the database is taken to be
+exactly at the previous revision, so creations are emitted and so are drops.
+
+Use these instead of bare ``op.create_table`` / ``op.add_column`` / ``op.create_index`` where a re-run
+could otherwise fail with "already exists" or "does not exist".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from alembic import context, op
+
+
+def offline() -> bool:
+    return context.is_offline_mode()
+
+
+def dialect() -> str:
+    """'sqlite', 'postgresql' or 'mysql' (MariaDB reports 'mysql')."""
+    return context.get_context().dialect.name
+
+
+def _inspector() -> sa.Inspector:
+    return sa.inspect(op.get_bind())
+
+
+def has_table(table: str) -> bool:
+    if offline():
+        return False
+    return _inspector().has_table(table)
+
+
+def has_column(table: str, column: str) -> bool:
+    if offline():
+        return False
+    insp = _inspector()
+    return insp.has_table(table) and any(c["name"] == column for c in insp.get_columns(table))
+
+
+def has_index(table: str, name: str) -> bool:
+    if offline():
+        return False
+    insp = _inspector()
+    return insp.has_table(table) and any(i["name"] == name for i in insp.get_indexes(table))
+
+
+def has_constraint(table: str, name: str) -> bool:
+    """True when a named unique, foreign-key or check constraint (or primary key) exists."""
+    if offline():
+        return False
+    insp = _inspector()
+    if not insp.has_table(table):
+        return False
+    names = {c.get("name") for c in insp.get_unique_constraints(table)}
+    names |= {c.get("name") for c in insp.get_foreign_keys(table)}
+    try:
+        names |= {c.get("name") for c in insp.get_check_constraints(table)}
+    except NotImplementedError:
+        pass
+    names.add(insp.get_pk_constraint(table).get("name"))
+    return name in names
+
+
+def create_table_if_missing(name: str, *columns_and_constraints, **kw) -> None:
+    if not has_table(name):
+        op.create_table(name, *columns_and_constraints, **kw)
+
+
+def create_index_if_missing(name: str, table: str, columns: Iterable, **kw) -> None:
+    if not has_index(table, name):
+        op.create_index(name, table, list(columns), **kw)
+
+
+def drop_index_if_present(name: str, table: str) -> None:
+    if offline() or has_index(table, name):
+        op.drop_index(name, table_name=table)
+
+
+def drop_table_if_present(name: str) -> None:
+    if offline() or has_table(name):
+        op.drop_table(name)
