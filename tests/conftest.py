@@ -165,3 +165,104 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# --- Databases at the head schema, for store, gc and backup tests ------------------------------
+#
+# Building the head schema takes seconds (MariaDB DDL is slow), so each dialect is built once per
+# session (per xdist worker) and every test gets it emptied of rows: SQLite by copying a template file,
+# the servers by deleting every row. TRACKOPS_TEST_SCHEMA_FROM_MLFLOW=1 builds the schema with MLflow's
+# own migrations instead of trackops' (a cross-check that the stores work on MLflow-made databases).
+
+KEEP_ROWS = ("alembic_version", "trackops_alembic_version", "workspaces")
+
+
+def build_head_schema(url: str) -> None:
+    """Bring an empty database to the head schema (trackops' chain, or MLflow's on request)."""
+    if os.environ.get("TRACKOPS_TEST_SCHEMA_FROM_MLFLOW") == "1":
+        from tests.db.oracle import mlflow_upgrade
+
+        mlflow_upgrade(url, "heads")
+        return
+    from trackops.db import revisions
+    from trackops.db.engine import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            revisions.upgrade(conn)
+    finally:
+        engine.dispose()
+
+
+def empty_all_tables(url: str) -> None:
+    """Delete every row except the schema bookkeeping and the default workspace."""
+    from trackops.db.engine import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            tables = [t for t in sa.inspect(conn).get_table_names() if t not in KEEP_ROWS]
+            if conn.dialect.name == "mysql":
+                conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
+                for t in tables:
+                    conn.exec_driver_sql(f"DELETE FROM `{t}`")
+                conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
+            elif conn.dialect.name == "postgresql":
+                if tables:
+                    conn.exec_driver_sql("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+            else:
+                for t in tables:
+                    conn.exec_driver_sql(f'DELETE FROM "{t}"')
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _head_templates(tmp_path_factory) -> Iterator[dict[str, str]]:
+    built: dict[str, str] = {}
+    yield built
+    for dialect, url in built.items():
+        if dialect == "postgresql":
+            drop_server_database(POSTGRES_ADMIN_URL, url)
+        elif dialect == "mysql":
+            drop_server_database(MYSQL_ADMIN_URL, url)
+
+
+def _head_template(dialect: str, templates: dict[str, str], tmp_path_factory) -> str:
+    if dialect not in templates:
+        if dialect == "sqlite":
+            url = f"sqlite:///{tmp_path_factory.mktemp('head') / 'template.db'}"
+        elif dialect == "postgresql":
+            _check_server("PostgreSQL", POSTGRES_ADMIN_URL)
+            url = create_server_database(POSTGRES_ADMIN_URL)
+        else:
+            _check_server("MariaDB", MYSQL_ADMIN_URL)
+            url = create_server_database(MYSQL_ADMIN_URL)
+        templates[dialect] = url
+        build_head_schema(url)
+    return templates[dialect]
+
+
+@pytest.fixture(params=DIALECTS)
+def head_db_url(request, _head_templates, tmp_path, tmp_path_factory) -> str:
+    """A database at the head schema with no rows but the default workspace, on each dialect."""
+    return _head_db(request.param, _head_templates, tmp_path, tmp_path_factory)
+
+
+@pytest.fixture
+def sqlite_head_url(_head_templates, tmp_path, tmp_path_factory) -> str:
+    """A SQLite database at the head schema (for tests that need only one dialect)."""
+    return _head_db("sqlite", _head_templates, tmp_path, tmp_path_factory)
+
+
+def _head_db(dialect: str, templates, tmp_path, tmp_path_factory) -> str:
+    template = _head_template(dialect, templates, tmp_path_factory)
+    if dialect == "sqlite":
+        import shutil
+
+        target = tmp_path / "mlflow.db"
+        shutil.copyfile(sa.make_url(template).database, target)
+        return f"sqlite:///{target}"
+    empty_all_tables(template)
+    return template
