@@ -93,3 +93,42 @@ class DatabaseError(TrackopsError):
     """The database could not be reached or refused us."""
 
     exit_code = ExitCode.FAILURE
+
+
+class StoreError(TrackopsError):
+    """An error from a store, carrying the MLflow error code the server sends (and its HTTP status)."""
+
+    error_code = "INTERNAL_ERROR"
+    http_status = 500
+
+
+class InvalidParameterValue(StoreError):
+    """A request value is malformed or out of range (MLflow INVALID_PARAMETER_VALUE, HTTP 400)."""
+
+    exit_code = ExitCode.USAGE
+    error_code = "INVALID_PARAMETER_VALUE"
+    http_status = 400
+
+
+class ResourceDoesNotExist(StoreError):
+    """The experiment, run, model or version named does not exist (RESOURCE_DOES_NOT_EXIST, HTTP 404)."""
+
+    exit_code = ExitCode.NOT_FOUND
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+    http_status = 404
+
+
+class ResourceAlreadyExists(StoreError):
+    """A resource with that name already exists (RESOURCE_ALREADY_EXISTS, HTTP 400)."""
+
+    exit_code = ExitCode.USAGE
+    error_code = "RESOURCE_ALREADY_EXISTS"
+    http_status = 400
+
+
+class InvalidState(StoreError):
+    """The resource is in a state that forbids the call, e.g. a deleted run (INVALID_STATE, HTTP 400)."""
+
+    exit_code = ExitCode.FAILURE
+    error_code = "INVALID_STATE"
+    http_status = 400
