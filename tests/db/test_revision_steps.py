@@ -1,0 +1,76 @@
+"""Each trackops revision, applied alone on a database MLflow built up to its parent, gives MLflow's schema.
+
+By default only the revisions whose MLflow script treats dialects differently (plus the data
+migrations) run; TRACKOPS_ALL_REVISIONS=1 runs every revision present in trackops' versions folder.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.conftest import DIALECTS
+from tests.db.oracle import (
+    apply_trackops_revision,
+    mlflow_baseline,
+    mlflow_chain,
+    mlflow_parent,
+    mlflow_upgrade,
+    revision_of,
+    snapshot_of,
+    trackops_scripts,
+)
+from trackops.db.introspect import diff
+
+pytestmark = [pytest.mark.slow, pytest.mark.compat]
+
+# Revisions whose MLflow script branches on the dialect or moves data: the cheap default subset.
+DEFAULT_SUBSET = {
+    "451aebb31d03",  # the first step on top of the baseline
+    "90e64c465722",  # user_id moved into tags
+    "89d4b8295536",  # latest_metrics filled from metrics
+    "0a8213491aaa",  # MySQL only: drops the duplicate status check
+    "39d1c3be5f05",  # is_nan checks, differently per dialect
+    "c48cb773bb87",  # MySQL only: resets the is_nan default
+    "1bd49d398cd23",  # the secrets trigger, one per dialect
+    "a1b2c3d4e5f6",  # spans and its generated column
+    "75868b020152",  # prefix, partial and INCLUDE indexes
+}
+ALL = os.environ.get("TRACKOPS_ALL_REVISIONS", "") == "1"
+
+
+def _revisions() -> list[str]:
+    present = trackops_scripts()
+    ordered = [r for r in mlflow_chain() if r in present]
+    return ordered if ALL else [r for r in ordered if r in DEFAULT_SUBSET]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("revision", _revisions())
+def test_trackops_step_matches_mlflow(request, revision, dialect, tmp_path):
+    expected_url, actual_url = two_databases(request, dialect, tmp_path)
+    mlflow_upgrade(expected_url, revision)
+
+    parent = mlflow_parent(revision)
+    if parent is None:
+        mlflow_baseline(actual_url)
+    else:
+        mlflow_upgrade(actual_url, parent)
+    apply_trackops_revision(actual_url, revision)
+
+    assert revision_of(actual_url) == revision
+    assert diff(snapshot_of(expected_url), snapshot_of(actual_url)) == []
+
+
+def two_databases(request, dialect: str, tmp_path) -> tuple[str, str]:
+    """Two fresh, empty databases of one dialect: the fixture's and a sibling dropped afterwards."""
+    first = request.getfixturevalue(f"{dialect}_url" if dialect != "postgresql" else "postgres_url")
+    if dialect == "sqlite":
+        return first, f"sqlite:///{tmp_path / 'second.db'}"
+    from tests import conftest
+
+    admin = conftest.POSTGRES_ADMIN_URL if dialect == "postgresql" else conftest.MYSQL_ADMIN_URL
+    second = conftest.create_server_database(admin)
+    request.addfinalizer(lambda: conftest.drop_server_database(admin, second))
+    return first, second
