@@ -14,16 +14,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import sqlalchemy as sa
-from alembic import context, op
+from alembic import op
 
 
 def offline() -> bool:
-    return context.is_offline_mode()
+    # Asked of the migration context rather than the environment, so that scripts also run under a
+    # bare MigrationContext + Operations (as the per-revision tests do).
+    return op.get_context().as_sql
 
 
 def dialect() -> str:
     """'sqlite', 'postgresql' or 'mysql' (MariaDB reports 'mysql')."""
-    return context.get_context().dialect.name
+    return op.get_context().dialect.name
 
 
 def _inspector() -> sa.Inspector:
