@@ -113,7 +113,7 @@ def mysql_url() -> Iterator[str]:
 @pytest.fixture(params=DIALECTS)
 def db_url(request) -> str:
     """A fresh, empty database on each of SQLite, PostgreSQL and MariaDB."""
-    return request.getfixturevalue(f"{request.param}_url")
+    return request.getfixturevalue({"sqlite": "sqlite_url", "postgresql": "postgres_url", "mysql": "mysql_url"}[request.param])
 
 
 # --- S3: moto's server mode on 127.0.0.1, reached over real HTTP by real boto3 -----------------
