@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 
 from trackops.config import Settings, resolve_settings
-from trackops.errors import EXIT_CODE_MEANINGS
 
 # Human output goes to stderr; stdout is reserved for --json and --sql.
 console = Console(stderr=True, highlight=False)
@@ -25,7 +24,8 @@ class State:
 
 state = State()
 
-EXIT_CODES_EPILOG = "Exit codes: " + ", ".join(f"{int(c)} {m.split(' (')[0]}" for c, m in EXIT_CODE_MEANINGS.items())
+EXIT_CODES_EPILOG = ("Exit codes: 0 ok, 1 failure, 2 usage, 3 partial, 4 check failed, 10 not found, 11 locked, "
+                     "12 key failure, 130 interrupted (docs/exit-codes.md).")
 
 BackendStoreUri = Annotated[str | None, typer.Option(
     "--backend-store-uri", metavar="URI",

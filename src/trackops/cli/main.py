@@ -7,11 +7,11 @@ import sys
 import traceback
 from typing import Annotated
 
-import click
 import typer
 
 from trackops import __version__
 from trackops.cli import info as info_cmd
+from trackops.cli.clickcompat import ClickException
 from trackops.cli.common import EXIT_CODES_EPILOG, console, state
 from trackops.errors import ExitCode, TrackopsError
 
@@ -57,6 +57,10 @@ def run(argv: list[str] | None = None) -> None:
 
 def invoke(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (the one place exit codes are decided)."""
+    if os.environ.get("_TRACKOPS_COMPLETE"):
+        from typer.completion import completion_init
+
+        completion_init()  # shell completion asks through this variable; see completions/
     try:
         result = app(args=argv, prog_name="trackops", standalone_mode=False)
         return int(result) if isinstance(result, int) else ExitCode.OK
@@ -65,12 +69,12 @@ def invoke(argv: list[str] | None = None) -> int:
         if exc.hint:
             console.print(f"[bold]Try:[/] {exc.hint}", soft_wrap=True, markup=True, highlight=False)
         return int(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except ClickException as exc:
         exc.show()
-        return ExitCode.USAGE
-    except (click.exceptions.Abort, KeyboardInterrupt):
+        return exc.exit_code if exc.exit_code not in (0, 1) else ExitCode.USAGE
+    except (typer.Abort, KeyboardInterrupt):
         console.print("Interrupted.")
         return ExitCode.INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - a bug: one line, traceback only with --debug

@@ -1,0 +1,1 @@
+complete --command trackops --no-files --arguments "(env _TRACKOPS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) trackops)" --condition "env _TRACKOPS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) trackops"
