@@ -1,0 +1,185 @@
+"""The ASGI app: the route table mounted under /api and /ajax-api, probes, metrics, error JSON.
+
+Handlers are synchronous (SQLAlchemy is) and run in the thread pool; this module owns everything
+HTTP: reading the body (bounded), choosing query or JSON parameters, turning `StoreError`s into
+MLflow error JSON and anything unexpected into a 500 that leaks no SQL, traceback or path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route as StarletteRoute
+
+from trackops import __version__
+from trackops.config import Settings
+from trackops.errors import StoreError, TrackopsError
+from trackops.server.metrics import Metrics
+from trackops.server.protocol import MAX_JSON_BODY, BadRequest, Params, error_json
+from trackops.server.routing import API_PREFIXES, Route
+
+log = logging.getLogger("trackops.server")
+
+MLFLOW_COMPATIBLE_VERSION = "3.17.2"
+
+
+@dataclasses.dataclass
+class ServerContext:
+    """What handlers reach: settings, the engine, the stores and the artifact destination."""
+
+    settings: Settings
+    engine: Any
+    tracking: Any = None
+    registry: Any = None
+    logged_models: Any = None
+    artifacts: Any = None  # ArtifactRepository of --artifacts-destination, or None with --no-serve-artifacts
+    serve_artifacts: bool = True
+    metrics: Metrics = dataclasses.field(default_factory=Metrics)
+    readiness: Callable[[], dict[str, Any]] | None = None
+
+
+class FastJSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def error_response(exc: TrackopsError) -> Response:
+    if isinstance(exc, StoreError):
+        return FastJSONResponse(error_json(exc.error_code, exc.message), status_code=exc.http_status)
+    return FastJSONResponse(error_json("INTERNAL_ERROR", exc.message), status_code=500)
+
+
+def internal_error(request: Request, exc: BaseException) -> Response:
+    # The message names the request, never the exception: it may hold SQL, paths or secrets.
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return FastJSONResponse(error_json("INTERNAL_ERROR", "Internal error while handling the request; "
+                                       "see the server log"), status_code=500)
+
+
+async def read_body(request: Request, limit: int = MAX_JSON_BODY) -> bytes:
+    """The request body, refusing more than `limit` bytes whether or not Content-Length says so."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class PayloadTooLarge(BadRequest):
+    http_status = 413
+
+    def __init__(self, limit: int):
+        super().__init__(f"Request body is larger than the {limit // (1024 * 1024)} MiB this endpoint accepts")
+
+
+async def request_params(request: Request) -> Params:
+    if request.method in ("GET", "HEAD"):
+        return Params.from_query(request.query_params.multi_items())
+    body = await read_body(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if body.strip() and content_type not in ("application/json", ""):
+        raise BadRequest(f"Unsupported Content-Type {content_type!r}; send application/json")
+    params = Params.from_json_bytes(body)
+    if not params._data and request.query_params:
+        # DELETE requests from some clients carry their fields in the query string
+        return Params.from_query(request.query_params.multi_items())
+    return params
+
+
+def _endpoint(route: Route, ctx: ServerContext, template: str) -> Callable:
+    metrics = ctx.metrics
+
+    if route.raw:
+        async def raw_endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                response = await route.handler(ctx, request)
+            except TrackopsError as exc:
+                response = error_response(exc)
+            except Exception as exc:  # noqa: BLE001 - a bug must still answer without leaking
+                response = internal_error(request, exc)
+            metrics.observe(request.method, template, response.status_code, time.perf_counter() - started)
+            return response
+
+        return raw_endpoint
+
+    async def endpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            params = await request_params(request)
+            result = await run_in_threadpool(route.handler, ctx, params, request.path_params)
+            response = result if isinstance(result, Response) else FastJSONResponse(result)
+        except TrackopsError as exc:
+            response = error_response(exc)
+        except Exception as exc:  # noqa: BLE001
+            response = internal_error(request, exc)
+        metrics.observe(request.method, template, response.status_code, time.perf_counter() - started)
+        return response
+
+    return endpoint
+
+
+def _probe_routes(ctx: ServerContext) -> list[StarletteRoute]:
+    async def health(_: Request) -> Response:
+        return PlainTextResponse("OK")
+
+    async def ready(_: Request) -> Response:
+        checks = await run_in_threadpool(ctx.readiness) if ctx.readiness else {"ok": True}
+        return FastJSONResponse(checks, status_code=200 if checks.get("ok") else 503)
+
+    async def version(_: Request) -> Response:
+        return FastJSONResponse({"trackops": __version__, "mlflow_compatible": MLFLOW_COMPATIBLE_VERSION})
+
+    async def metrics(_: Request) -> Response:
+        pool = ctx.engine.pool if ctx.engine is not None else None
+        status = None
+        if pool is not None and hasattr(pool, "checkedout"):
+            status = {"in_use": pool.checkedout(), "idle": pool.checkedin()}
+        return PlainTextResponse(ctx.metrics.render(status), media_type="text/plain; version=0.0.4")
+
+    return [StarletteRoute("/health", health, methods=["GET"]), StarletteRoute("/ready", ready, methods=["GET"]),
+            StarletteRoute("/version", version, methods=["GET"]), StarletteRoute("/metrics", metrics, methods=["GET"])]
+
+
+def create_app(ctx: ServerContext, routes: list[Route]) -> Starlette:
+    """The Starlette app serving `routes` under every API prefix and version, plus the probes."""
+    starlette_routes = _probe_routes(ctx)
+    for r in routes:
+        for version in r.versions:
+            for prefix in API_PREFIXES:
+                path = f"{prefix}/{version}{r.path}"
+                template = f"/api/{version}{r.path}"
+                starlette_routes.append(StarletteRoute(path, _endpoint(r, ctx, template), methods=[r.method],
+                                                       include_in_schema=False))
+
+    async def not_found(request: Request, exc: HTTPException) -> Response:
+        ctx.metrics.observe(request.method, "unmatched", exc.status_code, 0.0)
+        if exc.status_code == 405:
+            return FastJSONResponse(error_json("BAD_REQUEST", f"Method {request.method} is not allowed on "
+                                               f"{request.url.path}"), status_code=405)
+        return FastJSONResponse(error_json("ENDPOINT_NOT_FOUND", f"No endpoint {request.method} "
+                                           f"{request.url.path}"), status_code=exc.status_code)
+
+    async def crash(request: Request, exc: Exception) -> Response:
+        return internal_error(request, exc)
+
+    app = Starlette(routes=starlette_routes, exception_handlers={HTTPException: not_found, Exception: crash})
+    app.state.ctx = ctx
+    return app

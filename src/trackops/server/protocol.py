@@ -1,0 +1,164 @@
+"""MLflow REST 2.0 JSON on the wire: reading requests as the 3.17 client sends them, writing errors.
+
+Requests arrive as a JSON body (POST/PATCH/DELETE) or as query parameters (GET), where a list is a
+repeated key. int64 fields may be JSON numbers or strings; metric values may be numbers or the
+strings "NaN", "Infinity", "-Infinity" (or any numeric string). Malformed JSON is answered with a 400
+that names the problem (MLflow silently treats it as an empty body). Errors are
+``{"error_code": ..., "message": ...}`` with MLflow's HTTP status, and never carry SQL or tracebacks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from trackops.errors import InvalidParameterValue, StoreError
+
+MAX_JSON_BODY = 16 * 1024 * 1024  # log-batch at MLflow's limits is far below this
+
+
+class BadRequest(InvalidParameterValue):
+    """A request that cannot be read: bad JSON, wrong content type, a malformed field."""
+
+
+class Params:
+    """Typed access to one request's parameters, from a JSON object or from query parameters."""
+
+    def __init__(self, data: Mapping[str, Any], *, from_query: bool = False, multi: Mapping[str, list[str]] | None = None):
+        self._data = data
+        self._from_query = from_query
+        self._multi = multi or {}
+
+    @classmethod
+    def from_json_bytes(cls, body: bytes) -> Params:
+        if not body.strip():
+            return cls({})
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadRequest(f"Malformed JSON in request body: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+        if not isinstance(data, dict):
+            raise BadRequest("Request body must be a JSON object")
+        return cls(data)
+
+    @classmethod
+    def from_query(cls, items: list[tuple[str, str]]) -> Params:
+        multi: dict[str, list[str]] = {}
+        for key, value in items:
+            multi.setdefault(key, []).append(value)
+        return cls({k: v[-1] for k, v in multi.items()}, from_query=True, multi=multi)
+
+    def has(self, name: str) -> bool:
+        return self._data.get(name) not in (None, "")
+
+    def raw(self, name: str, default: Any = None) -> Any:
+        return self._data.get(name, default)
+
+    def _missing(self, name: str) -> BadRequest:
+        return BadRequest(f"Missing value for required parameter '{name}'.")
+
+    def str(self, name: str, *, required: bool = False, default: str | None = None) -> str | None:
+        value = self._data.get(name)
+        if value is None or (required and value == ""):
+            if required:
+                raise self._missing(name)
+            return default
+        if not isinstance(value, str):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return str(value)
+            raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}': expected a string.")
+        return value
+
+    def first_str(self, *names: str, required: bool = False) -> str | None:
+        """The first of several aliases that is present (the client sends both run_id and run_uuid)."""
+        for name in names:
+            if self.has(name):
+                return self.str(name)
+        if required:
+            raise self._missing(names[0])
+        return None
+
+    def int64(self, name: str, *, required: bool = False, default: int | None = None) -> int | None:
+        value = self._data.get(name)
+        if value is None or value == "":
+            if required:
+                raise self._missing(name)
+            return default
+        if isinstance(value, bool):
+            raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}': expected an integer.")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}': expected an integer.")
+
+    def bool(self, name: str, *, default: bool = False) -> bool:
+        value = self._data.get(name)
+        if value is None or value == "":
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}': expected true or false.")
+
+    def list(self, name: str) -> list[Any]:
+        if self._from_query:
+            return list(self._multi.get(name, []))
+        value = self._data.get(name)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}': expected a list.")
+        return value
+
+    def obj(self, name: str) -> Mapping[str, Any]:
+        value = self._data.get(name)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}': expected an object.")
+        return value
+
+
+def metric_value(value: Any, name: str = "value") -> float:
+    """A metric value as the client sends it: a number, or a numeric string such as "NaN" or "1.5"."""
+    if isinstance(value, bool) or value is None:
+        raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}': expected a number.")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}': expected a number.")
+
+
+def json_number(value: float) -> float | str:
+    """A float for a response: NaN and infinities as the strings the client understands."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def error_body(error: StoreError | InvalidParameterValue) -> dict[str, str]:
+    return {"error_code": error.error_code, "message": error.message}
+
+
+def error_json(code: str, message: str) -> dict[str, str]:
+    return {"error_code": code, "message": message}
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,78 @@
+"""The route table: every REST endpoint, the handler behind it and the permission it needs.
+
+A handler is a plain function ``handler(ctx, params, path) -> dict``: it reads `Params`, calls the
+stores, and returns the response object; it never sees HTTP. `StoreError`s become MLflow error JSON in
+one place (`server/app.py`). Streaming endpoints (artifacts) are ``raw`` handlers: ``async
+handler(ctx, request) -> Response``. The permission column is what the auth layer checks (docs/auth.md);
+every route must have one, and a test fails when a route lacks it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable
+from typing import Any
+
+
+class Access(enum.Enum):
+    """What a route needs on the resource it touches."""
+
+    PUBLIC = "public"  # health, version, server-info: no resource
+    READ = "READ"
+    EDIT = "EDIT"
+    MANAGE = "MANAGE"
+    CREATE = "CREATE"  # creating a top-level resource (experiment, registered model): any authenticated user
+    ADMIN = "ADMIN"
+
+
+class Resource(enum.Enum):
+    """Which resource's permission applies."""
+
+    NONE = "none"
+    EXPERIMENT = "experiment"
+    RUN = "run"  # resolved to the run's experiment
+    LOGGED_MODEL = "logged_model"  # resolved to the model's experiment
+    REGISTERED_MODEL = "registered_model"
+    ARTIFACT_PATH = "artifact_path"  # proxied artifacts: resolved from the path's experiment id
+    SEARCH = "search"  # filtered inside the query by what the user may read
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # after the API prefix, e.g. "/mlflow/runs/get" or "/mlflow/logged-models/{model_id}"
+    handler: Callable[..., Any]
+    access: Access
+    resource: Resource = Resource.NONE
+    versions: tuple[str, ...] = ("2.0",)
+    raw: bool = False  # handler takes (ctx, request) and returns a Response (streaming)
+
+
+API_PREFIXES = ("/api", "/ajax-api")
+
+
+def route(method: str, path: str, access: Access, resource: Resource = Resource.NONE, *,
+          versions: tuple[str, ...] = ("2.0",), raw: bool = False) -> Callable[[Callable], Callable]:
+    """Decorator that records a handler in the module's ``ROUTES`` list (see `collect`)."""
+
+    def register(func: Callable) -> Callable:
+        routes = func.__globals__.setdefault("ROUTES", [])
+        routes.append(Route(method, path, func, access, resource, versions, raw))
+        return func
+
+    return register
+
+
+def collect(*modules) -> list[Route]:
+    routes: list[Route] = []
+    for module in modules:
+        routes.extend(getattr(module, "ROUTES", []))
+    seen: set[tuple[str, str, str]] = set()
+    for r in routes:
+        for v in r.versions:
+            key = (r.method, v, r.path)
+            if key in seen:
+                raise ValueError(f"route registered twice: {r.method} /api/{v}{r.path}")
+            seen.add(key)
+    return routes
