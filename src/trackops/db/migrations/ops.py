@@ -87,3 +87,39 @@ def drop_index_if_present(name: str, table: str) -> None:
 def drop_table_if_present(name: str) -> None:
     if offline() or has_table(name):
         op.drop_table(name)
+
+
+def add_column_if_missing(table: str, column: sa.Column) -> None:
+    if not has_column(table, column.name):
+        op.add_column(table, column)
+
+
+def primary_key_columns(table: str) -> list[str] | None:
+    """The ordered primary-key columns of `table`; None offline, where nothing can be looked at."""
+    if offline():
+        return None
+    return list(_inspector().get_pk_constraint(table).get("constrained_columns") or [])
+
+
+def check_clauses(table: str) -> list[str]:
+    """The SQL text of every check constraint on `table`, duplicates kept; empty offline."""
+    if offline():
+        return []
+    conn = op.get_bind()
+    if conn.dialect.name == "mysql":
+        # SQLAlchemy's MySQL reflection misses column-level checks; the catalog has them all.
+        rows = conn.execute(sa.text(
+            "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+            "WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = :t"), {"t": table}).scalars()
+        return [str(r) for r in rows]
+    return [str(c.get("sqltext")) for c in _inspector().get_check_constraints(table)]
+
+
+def count_checks_on(table: str, column: str) -> int:
+    """How many check constraints of `table` mention `column` (MySQL can hold identical duplicates)."""
+    return sum(1 for text in check_clauses(table) if column.lower() in text.lower().replace("`", ""))
+
+
+def drop_constraint_if_present(name: str, table: str, type_: str) -> None:
+    if offline() or has_constraint(table, name):
+        op.drop_constraint(name, table, type_=type_)
