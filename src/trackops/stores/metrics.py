@@ -1,0 +1,202 @@
+"""Metric rows: batched writes that keep `latest_metrics` exactly as MLflow does, and paged reads.
+
+Storage, as MLflow 3.17 writes it: NaN is value 0 with ``is_nan`` true; +inf and -inf are clamped
+to ±1.7976931348623157e308; a point identical to one already stored (same key, timestamp, step,
+value, NaN-ness) is silently skipped. A run's latest value per key is the point with the highest
+``(step, timestamp, value)`` (values compared as stored), updated only when a newer one arrives.
+
+Writes are two or three statements per batch whatever its size: an insert of the new points that
+ignores duplicates, an insert of missing `latest_metrics` rows, and one conditional update
+(``WHERE (step, timestamp, value) < (new)``) that the database re-checks under its row lock, so
+concurrent writers cannot move a latest value backwards.
+
+History is read a page at a time in MLflow's order (timestamp, step, value). Page tokens are
+MLflow-shaped (base64 JSON with ``offset``) and also carry the last row read, so the next page
+starts with an index range instead of skipping `offset` rows: a 5-million-point history costs the
+same per page at the end as at the start, and memory holds one page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from trackops.db import schema as s
+from trackops.entities import Metric
+from trackops.errors import InvalidParameterValue
+from trackops.stores.rows import metric_value
+from trackops.stores.sql import insert_ignoring_duplicates
+
+MAX_FLOAT = 1.7976931348623157e308
+# The client asks for this many points per history page.
+MAX_RESULTS_GET_METRIC_HISTORY = 25000
+
+
+def stored_value(value: float) -> tuple[float, bool]:
+    """(value as stored, is_nan) for a logged value."""
+    value = float(value)
+    if math.isnan(value):
+        return 0.0, True
+    if math.isinf(value):
+        return (MAX_FLOAT if value > 0 else -MAX_FLOAT), False
+    return value, False
+
+
+@dataclass(frozen=True)
+class _Point:
+    key: str
+    value: float
+    timestamp: int
+    step: int
+    is_nan: bool
+
+    @property
+    def order(self) -> tuple[int, int, float]:
+        return (self.step, self.timestamp, self.value)
+
+
+def write_metrics(conn: sa.Connection, run_id: str, metrics: Sequence[Metric], *, experiment_id: int) -> None:
+    """Store validated metrics for a run and bring its latest values up to date."""
+    if not metrics:
+        return
+    points: dict[tuple, _Point] = {}
+    for m in metrics:
+        value, is_nan = stored_value(m.value)
+        point = _Point(m.key, value, int(m.timestamp), int(m.step), is_nan)
+        points.setdefault((point.key, point.timestamp, point.step, point.value, point.is_nan), point)
+    insert_ignoring_duplicates(conn, s.metrics, [
+        {"run_uuid": run_id, "key": p.key, "value": p.value, "timestamp": p.timestamp, "step": p.step,
+         "is_nan": p.is_nan} for p in points.values()])
+    newest: dict[str, _Point] = {}
+    for p in points.values():
+        best = newest.get(p.key)
+        if best is None or p.order > best.order:
+            newest[p.key] = p
+    _raise_latest(conn, run_id, sorted(newest.values(), key=lambda p: p.key))
+    _write_model_metrics(conn, run_id, metrics, experiment_id)
+
+
+def _raise_latest(conn: sa.Connection, run_id: str, newest: list[_Point]) -> None:
+    lm = s.latest_metrics
+    rows = [{"run_uuid": run_id, "key": p.key, "value": p.value, "timestamp": p.timestamp, "step": p.step,
+             "is_nan": p.is_nan} for p in newest]
+    # Keys seen for the first time get their row; an existing row is left for the update below.
+    insert_ignoring_duplicates(conn, lm, rows)
+    newer = sa.tuple_(lm.c.step, lm.c.timestamp, lm.c.value) < sa.tuple_(
+        sa.bindparam("n_step", type_=sa.BigInteger), sa.bindparam("n_timestamp", type_=sa.BigInteger),
+        sa.bindparam("n_value", type_=sa.Float))
+    update = (sa.update(lm)
+              .where(lm.c.run_uuid == sa.bindparam("r_id"), lm.c.key == sa.bindparam("k"), newer)
+              .values(value=sa.bindparam("n_value"), timestamp=sa.bindparam("n_timestamp"),
+                      step=sa.bindparam("n_step"), is_nan=sa.bindparam("n_is_nan")))
+    conn.execute(update, [{"r_id": run_id, "k": p.key, "n_value": p.value, "n_timestamp": p.timestamp,
+                           "n_step": p.step, "n_is_nan": p.is_nan} for p in newest])
+
+
+def _write_model_metrics(conn: sa.Connection, run_id: str, metrics: Sequence[Metric], experiment_id: int) -> None:
+    # A metric logged against a logged model is also a row of that model, as MLflow records it.
+    rows: dict[tuple, dict] = {}
+    for m in metrics:
+        if m.model_id is None:
+            continue
+        value, _ = stored_value(m.value)
+        row = {"model_id": m.model_id, "metric_name": m.key, "metric_timestamp_ms": int(m.timestamp),
+               "metric_step": int(m.step), "metric_value": value, "experiment_id": experiment_id,
+               "run_id": run_id, "dataset_uuid": None, "dataset_name": m.dataset_name,
+               "dataset_digest": m.dataset_digest}
+        rows.setdefault((m.model_id, m.key, row["metric_timestamp_ms"], row["metric_step"]), row)
+    insert_ignoring_duplicates(conn, s.logged_model_metrics, list(rows.values()))
+
+
+# --- reading history -------------------------------------------------------------------------
+
+
+def encode_history_token(offset: int, last: tuple | None) -> str:
+    payload: dict = {"offset": offset}
+    if last is not None:
+        payload["after"] = list(last)
+    return base64.b64encode(json.dumps(payload).encode("utf-8")).decode("utf-8")
+
+
+def decode_history_token(token: str | None) -> tuple[int, tuple | None]:
+    """(offset, last row key or None); an MLflow token carries only the offset."""
+    if not token:
+        return 0, None
+    try:
+        payload = json.loads(base64.b64decode(token, validate=False))
+        offset = int(payload["offset"])
+        after = payload.get("after")
+        if after is not None:
+            ts, step, value, is_nan = after
+            after = (int(ts), int(step), float(value), bool(is_nan))
+    except (binascii.Error, ValueError, TypeError, KeyError, AttributeError):
+        raise InvalidParameterValue("Invalid page token") from None
+    if offset < 0:
+        raise InvalidParameterValue("Invalid page token")
+    return offset, after
+
+
+def history_page(conn: sa.Connection, run_id: str, key: str, max_results: int | None,
+                 page_token: str | None) -> tuple[list[Metric], str | None]:
+    """One page of a metric's history, ordered by (timestamp, step, value), and the next token."""
+    m = s.metrics
+    offset, after = decode_history_token(page_token)
+    order = (m.c.timestamp, m.c.step, m.c.value, m.c.is_nan)
+    query = (sa.select(m.c.value, m.c.timestamp, m.c.step, m.c.is_nan)
+             .where(m.c.run_uuid == run_id, m.c.key == key).order_by(*order))
+    if after is not None:
+        query = query.where(sa.tuple_(*order) > sa.tuple_(*(sa.literal(v) for v in after)))
+    elif offset:
+        query = query.offset(offset)
+    if max_results is not None:
+        query = query.limit(max_results + 1)
+    result = conn.execute(query)
+    rows = result.fetchmany(max_results + 1) if max_results is not None else result.fetchall()
+    token = None
+    if max_results is not None and len(rows) > max_results:
+        rows = rows[:max_results]
+        last = rows[-1]
+        token = encode_history_token(offset + max_results,
+                                     (last.timestamp, last.step, float(last.value), bool(last.is_nan)))
+    return [Metric(key=key, value=metric_value(r.value, r.is_nan), timestamp=r.timestamp, step=r.step,
+                   run_id=run_id) for r in rows], token
+
+
+def sample_history(conn: sa.Connection, run_id: str, key: str, max_results: int,
+                   start_step: int | None, end_step: int | None) -> list[Metric]:
+    """Up to `max_results` points evenly spread over the history (by step), keeping the last point."""
+    m = s.metrics
+    where = [m.c.run_uuid == run_id, m.c.key == key]
+    if start_step is not None and end_step is not None:
+        where += [m.c.step >= start_step, m.c.step <= end_step]
+    order = (m.c.step, m.c.timestamp, m.c.value, m.c.is_nan)
+    bucketed = (sa.select(m.c.value, m.c.timestamp, m.c.step, m.c.is_nan,
+                          sa.func.ntile(max_results).over(order_by=order).label("bucket"))
+                .where(*where).subquery())
+    b = bucketed.c
+    ranked = sa.select(b.value, b.timestamp, b.step, b.is_nan,
+                       sa.func.row_number().over(partition_by=b.bucket,
+                                                 order_by=(b.step, b.timestamp, b.value, b.is_nan)).label("rn")
+                       ).subquery()
+    rows = list(conn.execute(sa.select(ranked.c.value, ranked.c.timestamp, ranked.c.step, ranked.c.is_nan)
+                             .where(ranked.c.rn == 1)
+                             .order_by(ranked.c.step, ranked.c.timestamp, ranked.c.value, ranked.c.is_nan)))
+    last = conn.execute(sa.select(m.c.value, m.c.timestamp, m.c.step, m.c.is_nan).where(*where)
+                        .order_by(*(c.desc() for c in order)).limit(1)).first()
+
+    def ident(r):
+        return (r.step, r.timestamp, None if r.is_nan else r.value, bool(r.is_nan))
+
+    if last is not None and (not rows or ident(rows[-1]) != ident(last)):
+        if len(rows) >= max_results:
+            rows[-1] = last
+        else:
+            rows.append(last)
+    return [Metric(key=key, value=metric_value(r.value, r.is_nan), timestamp=r.timestamp, step=r.step,
+                   run_id=run_id) for r in rows]
