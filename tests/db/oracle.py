@@ -121,3 +121,16 @@ def mlflow_parent(revision: str) -> str | None:
     chain = mlflow_chain()
     i = chain.index(revision)
     return chain[i - 1] if i else None
+
+
+def two_databases(request, dialect: str, tmp_path) -> tuple[str, str]:
+    """Two fresh, empty databases of one dialect: the fixture's and a sibling dropped afterwards."""
+    first = request.getfixturevalue("postgres_url" if dialect == "postgresql" else f"{dialect}_url")
+    if dialect == "sqlite":
+        return first, f"sqlite:///{tmp_path / 'second.db'}"
+    from tests import conftest
+
+    admin = conftest.POSTGRES_ADMIN_URL if dialect == "postgresql" else conftest.MYSQL_ADMIN_URL
+    second = conftest.create_server_database(admin)
+    request.addfinalizer(lambda: conftest.drop_server_database(admin, second))
+    return first, second

@@ -20,6 +20,7 @@ from tests.db.oracle import (
     revision_of,
     snapshot_of,
     trackops_scripts,
+    two_databases,
 )
 from trackops.db.introspect import diff
 
@@ -62,15 +63,3 @@ def test_trackops_step_matches_mlflow(request, revision, dialect, tmp_path):
     assert revision_of(actual_url) == revision
     assert diff(snapshot_of(expected_url), snapshot_of(actual_url)) == []
 
-
-def two_databases(request, dialect: str, tmp_path) -> tuple[str, str]:
-    """Two fresh, empty databases of one dialect: the fixture's and a sibling dropped afterwards."""
-    first = request.getfixturevalue(f"{dialect}_url" if dialect != "postgresql" else "postgres_url")
-    if dialect == "sqlite":
-        return first, f"sqlite:///{tmp_path / 'second.db'}"
-    from tests import conftest
-
-    admin = conftest.POSTGRES_ADMIN_URL if dialect == "postgresql" else conftest.MYSQL_ADMIN_URL
-    second = conftest.create_server_database(admin)
-    request.addfinalizer(lambda: conftest.drop_server_database(admin, second))
-    return first, second
