@@ -86,8 +86,11 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(db)
 
 
-def create_engine(uri: str | URL, *, must_exist: bool = False, **kwargs) -> Engine:
-    """An engine for `uri`. With must_exist, a SQLite file that is not there is a `NotFoundError`."""
+def create_engine(uri: str | URL, *, must_exist: bool = False, wal: bool = True, **kwargs) -> Engine:
+    """An engine for `uri`. With must_exist, a SQLite file that is not there is a `NotFoundError`.
+
+    wal=False leaves a SQLite file's journal mode as it is (a failed upgrade must not change one byte).
+    """
     url = uri if isinstance(uri, URL) else parse_url(uri)
     backend = url.get_backend_name()
     if backend == "sqlite":
@@ -101,7 +104,8 @@ def create_engine(uri: str | URL, *, must_exist: bool = False, **kwargs) -> Engi
                                     hint="create the folder or fix the path in the URI")
         kwargs.setdefault("connect_args", {}).setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
         engine = sa.create_engine(url, **kwargs)
-        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        if wal:
+            sa.event.listen(engine, "connect", _sqlite_on_connect)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     if backend == "mysql":

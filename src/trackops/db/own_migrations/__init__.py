@@ -1,0 +1,1 @@
+"""Alembic scripts for trackops' own tables (``trackops_*``), versioned in ``trackops_alembic_version``."""
