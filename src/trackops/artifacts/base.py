@@ -187,16 +187,19 @@ class ChunkReader(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            data = self._pending + b"".join(self._chunks)
-            self._pending = b""
-        else:
-            while len(self._pending) < size:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    break
-                self._pending += chunk
-            data, self._pending = self._pending[:size], self._pending[size:]
+        parts, have = ([self._pending], len(self._pending)) if self._pending else ([], 0)
+        self._pending = b""
+        while size is None or size < 0 or have < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        if size is not None and 0 <= size < have:
+            # Only the last chunk overshoots: split it, rather than copying everything twice.
+            cut = len(parts[-1]) - (have - size)
+            parts[-1], self._pending = parts[-1][:cut], parts[-1][cut:]
+        data = b"".join(parts)
         self.consumed += len(data)
         return data
 

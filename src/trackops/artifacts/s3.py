@@ -90,12 +90,16 @@ def _cached_client(env: tuple[str | None, ...]):
 
 
 def default_transfer_config():
-    """Multipart above 8 MiB in 8 MiB parts, at most 4 parts in memory per upload."""
+    """Multipart above 8 MiB in 8 MiB parts; about 5 parts (40 MiB) in memory per upload at most.
+
+    A stream cannot seek, so boto3 holds each part in memory: 2 read ahead, 2 being sent, 1 being
+    read. Pass another config to `S3ArtifactRepository` to trade memory for throughput.
+    """
     from boto3.s3.transfer import TransferConfig
 
     config = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024,
-                            max_concurrency=4)
-    config.max_in_memory_upload_chunks = 4  # read ahead of a non-seekable stream: parts, not the file
+                            max_concurrency=2)
+    config.max_in_memory_upload_chunks = 2
     return config
 
 
