@@ -69,8 +69,11 @@ def load_script(revision: str) -> ModuleType:
     return module
 
 
-def apply_trackops_revision(url: str, revision: str) -> None:
-    """Run only trackops' script for `revision` on a database at its parent, in one transaction."""
+def apply_trackops_revision(url: str, revision: str, *, record: bool = True) -> None:
+    """Run only trackops' script for `revision` on a database at its parent, in one transaction.
+
+    With record=False alembic_version is left alone: that is how a re-run of an interrupted step looks.
+    """
     module = load_script(revision)
     engine = engine_for(url)
     try:
@@ -80,6 +83,8 @@ def apply_trackops_revision(url: str, revision: str) -> None:
             with Operations.context(ctx):
                 module.upgrade()
             parent = module.down_revision
+            if not record:
+                return
             if parent is None:
                 ctx._version.create(conn, checkfirst=True)
                 conn.execute(ctx._version.insert().values(version_num=revision))
