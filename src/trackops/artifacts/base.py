@@ -31,7 +31,9 @@ Writes
     `write` creates parent directories as needed and replaces an existing file. A reader sees
     either the old or the new content, never a half-written file (local: temp file, fsync,
     rename; S3: a single PUT or a completed multipart upload). Memory stays bounded by the
-    chunk size (and, on S3, by the multipart part size times the parts in flight).
+    chunk size (and, on S3, by the multipart part size times the parts in flight). Locally a
+    file cannot sit where a directory is (or below a file): that raises `ArtifactConflict`; S3
+    allows a key ``a`` beside keys ``a/...``, and then `list` shows both.
 
 Deletes (idempotent)
     `delete` removes one file and returns False when there was no file at the path (including
