@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from trackops.db import schema as s
 from trackops.entities import Metric
-from trackops.errors import InvalidParameterValue
+from trackops.errors import InvalidParameterValue, ResourceDoesNotExist
 from trackops.stores.rows import metric_value
 from trackops.stores.sql import insert_ignoring_duplicates
 
@@ -111,6 +111,13 @@ def _write_model_metrics(conn: sa.Connection, run_id: str, metrics: Sequence[Met
                "run_id": run_id, "dataset_uuid": None, "dataset_name": m.dataset_name,
                "dataset_digest": m.dataset_digest}
         rows.setdefault((m.model_id, m.key, row["metric_timestamp_ms"], row["metric_step"]), row)
+    model_ids = sorted({r["model_id"] for r in rows.values()})
+    if model_ids:
+        known = set(conn.execute(sa.select(s.logged_models.c.model_id)
+                                 .where(s.logged_models.c.model_id.in_(model_ids))).scalars())
+        missing = [m for m in model_ids if m not in known]
+        if missing:
+            raise ResourceDoesNotExist(f"Logged model with id={missing[0]} not found")
     insert_ignoring_duplicates(conn, s.logged_model_metrics, list(rows.values()))
 
 
