@@ -367,7 +367,9 @@ def _execute(url: URL, plan: UpgradePlan, progress: Progress | None) -> UpgradeR
                        plan.steps[0].purpose if plan.steps else None))
     engine = migration_engine(url)
     try:
-        with connect_errors(url), engine.connect() as conn, conn.begin():
+        with connect_errors(url):
+            conn = engine.connect()
+        with conn, conn.begin():
             state = read_state(conn)
             if state.current != plan.current:
                 raise TrackopsError(f"the database moved to revision {state.current} while this upgrade was "

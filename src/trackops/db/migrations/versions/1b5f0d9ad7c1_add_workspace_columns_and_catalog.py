@@ -239,7 +239,7 @@ def upgrade() -> None:
         sa.Column("default_artifact_root", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("name", name="workspaces_pk"),
     )
-    workspaces = sa.table("workspaces", sa.column("name"), sa.column("description"))
+    workspaces = sa.table("workspaces", sa.column("name", sa.String), sa.column("description", sa.Text))
     if ops.offline() or op.get_bind().execute(
         sa.select(workspaces.c.name).where(workspaces.c.name == DEFAULT_WORKSPACE)
     ).first() is None:

@@ -1,0 +1,363 @@
+"""The db services (upgrade, init, current, history, check) on real SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import IN_CI
+from trackops.config import Settings
+from trackops.db import own_schema, revisions
+from trackops.db.engine import create_engine
+from trackops.db.introspect import snapshot
+from trackops.errors import CheckFailedError, DatabaseError, ExitCode, LockedError, NotFoundError, TrackopsError, UsageError
+from trackops.services import migrate
+from trackops.services.locking import hold_lock
+
+HEAD = revisions.HEAD
+FIXTURES = Path(__file__).parents[2] / ".." / "shared" / "fixtures"
+
+
+def settings(url: str) -> Settings:
+    return Settings(backend_store_uri=url)
+
+
+def engine_for(url: str) -> sa.Engine:
+    return create_engine(url, poolclass=sa.pool.NullPool)
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(sql))]
+    finally:
+        engine.dispose()
+
+
+def execute(url: str, sql: str) -> None:
+    engine = engine_for(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(sql))
+    finally:
+        engine.dispose()
+
+
+def revision_of(url: str) -> str | None:
+    rows = query(url, "SELECT version_num FROM alembic_version")
+    return rows[0][0] if rows else None
+
+
+def schema_of(url: str) -> dict:
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            return snapshot(conn)
+    finally:
+        engine.dispose()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fixture_copy(version: str, tmp_path: Path) -> Path:
+    source = FIXTURES / f"mlflow-{version}" / "mlflow.db"
+    if not source.exists():
+        if IN_CI:
+            pytest.fail(f"fixture {source} is missing, and CI=true requires it")
+        pytest.skip(f"fixture {source} is missing (the shared folder sits beside the repository)")
+    target = tmp_path / f"mlflow-{version}.db"
+    shutil.copyfile(source, target)
+    return target
+
+
+@pytest.fixture
+def fail_on_statement():
+    """Make the first executed SQL statement that starts with `prefix` fail in the database itself.
+
+    The statement is swapped for one the server rejects (creating a table that already exists), so the
+    failure is a genuine driver error half-way through a migration step.
+    """
+    listeners = []
+
+    def arm(prefix: str, existing_table: str = "experiments") -> None:
+        fired = []
+
+        def swap(conn, cursor, statement, parameters, context, executemany):
+            if not fired and statement.lstrip().upper().startswith(prefix.upper()):
+                fired.append(statement)
+                return f"CREATE TABLE {existing_table} (x INTEGER)", ()
+            return statement, parameters
+
+        sa.event.listen(sa.engine.Engine, "before_cursor_execute", swap, retval=True)
+        listeners.append(swap)
+
+    yield arm
+    for fn in listeners:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", fn)
+
+
+# --- upgrade ----------------------------------------------------------------------------------------
+
+def test_upgrade_of_an_empty_database_creates_baseline_chain_and_own_tables(db_url):
+    report = migrate.upgrade(settings(db_url))
+    assert report.plan.current is None and report.plan.target == HEAD
+    applied = [r.revision for r, _ in report.applied]
+    assert applied[0] == migrate.BASELINE and applied[1] == revisions.ROOT and applied[-1] == HEAD
+    assert len(applied) == 68
+    assert revision_of(db_url) == HEAD
+    assert query(db_url, "SELECT version_num FROM trackops_alembic_version") == [(own_schema.own_head(),)]
+    assert query(db_url, "SELECT operation, from_revision, to_revision, outcome FROM trackops_operations") == [
+        ("db upgrade", None, HEAD, "succeeded")]
+    assert query(db_url, "SELECT name FROM workspaces") == [("default",)]
+
+
+def test_upgrade_at_the_target_is_a_noop(sqlite_url):
+    migrate.upgrade(settings(sqlite_url), to="2.12.2")
+    report = migrate.upgrade(settings(sqlite_url), to="2.12.2")
+    assert report.plan.noop and report.applied == []
+    assert len(query(sqlite_url, "SELECT id FROM trackops_operations")) == 1
+
+
+def test_upgrade_to_an_mlflow_version_stops_at_the_head_it_expects(sqlite_url):
+    events = []
+    report = migrate.upgrade(settings(sqlite_url), to="2.12.2", progress=events.append)
+    assert revision_of(sqlite_url) == "acf3f17fdcc7" == report.plan.target
+    assert [e.kind for e in events][0] == "start" and events[-1].kind == "done"
+    steps = [e for e in events if e.kind == "step"]
+    assert [e.index for e in steps] == list(range(1, len(report.plan.steps) + 1))
+    assert all(e.seconds is not None and e.seconds >= 0 for e in steps)
+
+
+def test_upgrade_continues_from_an_intermediate_revision(sqlite_url):
+    migrate.upgrade(settings(sqlite_url), to="97727af70f4d")
+    report = migrate.upgrade(settings(sqlite_url))
+    assert report.plan.current == "97727af70f4d"
+    assert report.applied[0][0].revision == "3500859a5d39"
+    assert revision_of(sqlite_url) == HEAD
+
+
+def test_upgrade_refuses_to_downgrade_and_changes_nothing(sqlite_url):
+    migrate.upgrade(settings(sqlite_url), to="2.12.2")
+    with pytest.raises(UsageError, match="does not downgrade"):
+        migrate.upgrade(settings(sqlite_url), to="1.30.1")
+    assert revision_of(sqlite_url) == "acf3f17fdcc7"
+
+
+def test_upgrade_refuses_an_unknown_target(sqlite_url):
+    with pytest.raises(NotFoundError):
+        migrate.upgrade(settings(sqlite_url), to="0123456789ab")
+    with pytest.raises(UsageError, match="unknown MLflow version"):
+        migrate.upgrade(settings(sqlite_url), to="2.12.9")
+
+
+@pytest.mark.parametrize("revision", ["f4a9b2c7d1e6", "0123456789ab"])
+def test_a_revision_unknown_to_trackops_is_refused_and_the_file_left_untouched(sqlite_url, tmp_path, revision):
+    migrate.upgrade(settings(sqlite_url), to="2.12.2")
+    execute(sqlite_url, f"UPDATE alembic_version SET version_num = '{revision}'")
+    before = sha256(tmp_path / "mlflow.db")
+    with pytest.raises(CheckFailedError) as info:
+        migrate.upgrade(settings(sqlite_url))
+    assert info.value.exit_code == ExitCode.CHECK_FAILED
+    assert "upgrade trackops" in info.value.hint
+    assert sha256(tmp_path / "mlflow.db") == before
+
+
+def test_a_newer_mlflow_revision_is_refused_on_a_server_database(request):
+    url = request.getfixturevalue("postgres_url")
+    migrate.upgrade(settings(url), to="2.22.5")
+    execute(url, "UPDATE alembic_version SET version_num = 'f4a9b2c7d1e6'")
+    before = schema_of(url)
+    with pytest.raises(CheckFailedError, match="MLflow 3.18.0"):
+        migrate.upgrade(settings(url))
+    assert schema_of(url) == before
+
+
+def test_a_database_with_foreign_tables_is_refused(sqlite_url):
+    execute(sqlite_url, "CREATE TABLE invoices (id INTEGER)")
+    with pytest.raises(CheckFailedError, match="no MLflow schema"):
+        migrate.upgrade(settings(sqlite_url))
+
+
+def test_a_failed_sqlite_upgrade_leaves_the_file_byte_for_byte(tmp_path, fail_on_statement):
+    path = fixture_copy("2.12.2", tmp_path)
+    url = f"sqlite:///{path}"
+    before = sha256(path)
+    fail_on_statement("CREATE TABLE trace_tags")
+    with pytest.raises(DatabaseError) as info:
+        migrate.upgrade(settings(url))
+    assert "867495a8f9d4" in info.value.message and "rolled back" in info.value.hint
+    assert sha256(path) == before
+    assert not Path(f"{path}-journal").exists() and not Path(f"{path}-wal").exists()
+
+
+def test_a_failed_first_sqlite_upgrade_leaves_no_file(sqlite_url, tmp_path, fail_on_statement):
+    fail_on_statement("CREATE TABLE registered_models")
+    with pytest.raises(DatabaseError):
+        migrate.upgrade(settings(sqlite_url))
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_failed_postgres_upgrade_is_rolled_back_whole(postgres_url, fail_on_statement):
+    migrate.upgrade(settings(postgres_url), to="2.12.2")
+    before = schema_of(postgres_url)
+    fail_on_statement("CREATE TABLE trace_tags")
+    with pytest.raises(DatabaseError, match="867495a8f9d4"):
+        migrate.upgrade(settings(postgres_url))
+    assert schema_of(postgres_url) == before
+    assert revision_of(postgres_url) == "acf3f17fdcc7"
+
+
+def test_an_interrupted_mysql_upgrade_can_be_rerun_to_the_correct_schema(mysql_url, fail_on_statement):
+    migrate.upgrade(settings(mysql_url), to="2.12.2")
+    fail_on_statement("CREATE TABLE trace_tags")
+    with pytest.raises(DatabaseError) as info:
+        migrate.upgrade(settings(mysql_url))
+    assert "run trackops db upgrade again" in info.value.hint
+    # MySQL committed the first table of the step but not the version row: a half-applied revision.
+    assert revision_of(mysql_url) == "acf3f17fdcc7"
+    assert query(mysql_url, "SHOW TABLES LIKE 'trace_info'")
+    assert query(mysql_url, "SELECT outcome FROM trackops_operations ORDER BY id") == [("succeeded",), ("failed",)]
+
+    migrate.upgrade(settings(mysql_url))
+    assert revision_of(mysql_url) == HEAD
+    from tests.conftest import MYSQL_ADMIN_URL, create_server_database, drop_server_database
+
+    reference = create_server_database(MYSQL_ADMIN_URL)
+    try:
+        migrate.upgrade(settings(reference))
+        assert migrate_diff(schema_of(reference), schema_of(mysql_url)) == []
+    finally:
+        drop_server_database(MYSQL_ADMIN_URL, reference)
+
+
+def migrate_diff(expected: dict, actual: dict) -> list[str]:
+    from trackops.db.introspect import diff
+
+    return diff(expected, actual)
+
+
+def test_a_second_upgrade_while_one_holds_the_lock_is_refused(db_url):
+    with hold_lock(db_url, purpose="db upgrade"):
+        with pytest.raises(LockedError) as info:
+            migrate.upgrade(settings(db_url))
+    assert info.value.exit_code == ExitCode.LOCKED
+
+
+def test_confirmation_is_asked_only_before_changing_an_existing_database(sqlite_url, tmp_path):
+    asked = []
+    migrate.upgrade(settings(sqlite_url), to="1.30.1", confirm=lambda plan: asked.append(plan) or True)
+    assert asked == []  # an empty database
+    before = sha256(tmp_path / "mlflow.db")
+    with pytest.raises(TrackopsError, match="cancelled"):
+        migrate.upgrade(settings(sqlite_url), confirm=lambda plan: asked.append(plan) or False)
+    assert [p.current for p in asked] == ["97727af70f4d"]
+    assert sha256(tmp_path / "mlflow.db") == before
+
+
+def test_sql_renders_ddl_from_the_current_revision_and_touches_nothing(sqlite_url, tmp_path):
+    migrate.upgrade(settings(sqlite_url), to="2.12.2")
+    before = sha256(tmp_path / "mlflow.db")
+    report = migrate.upgrade(settings(sqlite_url), sql=True)
+    assert "CREATE TABLE trace_info" in report.sql
+    assert "CREATE TABLE registered_models" not in report.sql  # already there
+    assert f"version_num='{HEAD}'" in report.sql.replace(" ", "")
+    assert sha256(tmp_path / "mlflow.db") == before
+
+
+def test_sql_on_a_missing_sqlite_file_renders_from_empty_and_creates_nothing(sqlite_url, tmp_path):
+    report = migrate.upgrade(settings(sqlite_url), sql=True)
+    assert "CREATE TABLE experiments" in report.sql and "CREATE TABLE trackops_operations" in report.sql
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("server", ["postgres_url", "mysql_url"])
+def test_sql_on_a_server_database_renders_offline_and_touches_nothing(request, server):
+    url = request.getfixturevalue(server)
+    migrate.upgrade(settings(url), to="1.30.1")
+    report = migrate.upgrade(settings(url), to="2.12.2", sql=True)
+    assert "CREATE TABLE registered_model_aliases" in report.sql
+    assert "CREATE TABLE registered_models " not in report.sql  # already there
+    assert revision_of(url) == "97727af70f4d"
+    assert query(url, "SELECT count(*) FROM trackops_operations") == [(1,)]
+
+
+# --- init, current, history -------------------------------------------------------------------------
+
+def test_init_creates_head_then_is_a_noop_and_refuses_a_database_behind(sqlite_url, tmp_path):
+    report = migrate.init(settings(sqlite_url))
+    assert revision_of(sqlite_url) == HEAD and not report.plan.noop
+    assert migrate.init(settings(sqlite_url)).plan.noop
+
+    behind = f"sqlite:///{tmp_path / 'behind.db'}"
+    migrate.upgrade(settings(behind), to="2.22.5")
+    with pytest.raises(CheckFailedError) as info:
+        migrate.init(settings(behind))
+    assert "trackops db upgrade" in info.value.hint
+    assert revision_of(behind) == "0584bdc529eb"
+
+
+def test_current_reports_revision_head_and_matching_mlflow_releases(sqlite_url):
+    report = migrate.current(settings(sqlite_url))
+    assert not report.exists and report.revision is None and not report.at_head
+    migrate.upgrade(settings(sqlite_url), to="2.12.2")
+    report = migrate.current(settings(sqlite_url))
+    assert (report.revision, report.at_head, report.known) == ("acf3f17fdcc7", False, True)
+    assert report.mlflow_version == "2.8.0 – 2.12.2"
+    assert report.trackops_revision == own_schema.own_head()
+
+
+def test_history_lists_the_chain_and_marks_the_current_revision(sqlite_url):
+    assert migrate.history(settings(sqlite_url)).current is None
+    migrate.upgrade(settings(sqlite_url), to="1.30.1")
+    report = migrate.history(settings(sqlite_url))
+    assert report.current == "97727af70f4d"
+    assert [r.revision for r in report.revisions][:2] == [revisions.ROOT, "90e64c465722"]
+    assert len(report.revisions) == 67 and report.revisions[-1].revision == HEAD
+    assert all(r.purpose and r.mlflow_version for r in report.revisions)
+
+
+# --- check ------------------------------------------------------------------------------------------
+
+def test_check_is_clean_after_an_upgrade_and_finds_a_dropped_index(db_url):
+    migrate.upgrade(settings(db_url), to="2.12.2")
+    assert migrate.check(settings(db_url)).clean
+    if db_url.startswith("mysql"):
+        # MySQL will not drop an index a foreign key needs: drift the other way, with an extra one.
+        execute(db_url, "CREATE INDEX index_latest_metrics_run_uuid_extra ON latest_metrics (value)")
+    else:
+        execute(db_url, "DROP INDEX index_latest_metrics_run_uuid")
+    report = migrate.check(settings(db_url))
+    assert not report.clean
+    assert any("index_latest_metrics_run_uuid" in line for line in report.drift)
+
+
+def test_check_removes_its_scratch_database(postgres_url):
+    migrate.upgrade(settings(postgres_url), to="1.30.1")
+    migrate.check(settings(postgres_url))
+    assert query(postgres_url, "SELECT datname FROM pg_database WHERE datname LIKE 'trackops_check_%'") == []
+
+
+def test_check_without_create_database_rights_says_so(postgres_url):
+    migrate.upgrade(settings(postgres_url), to="1.30.1")
+    role = "trackops_t_" + os.urandom(4).hex()
+    name = sa.make_url(postgres_url).database
+    execute(postgres_url, f"CREATE ROLE {role} LOGIN NOCREATEDB")
+    try:
+        execute(postgres_url, f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+        limited = sa.make_url(postgres_url).set(username=role).render_as_string(hide_password=False)
+        with pytest.raises(DatabaseError, match="scratch database") as info:
+            migrate.check(settings(limited))
+        assert "CREATE DATABASE" in info.value.hint
+    finally:
+        execute(postgres_url, f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}")
+        execute(postgres_url, f"DROP OWNED BY {role}")
+        execute(postgres_url, f"DROP ROLE {role}")
+        assert name
