@@ -4,8 +4,8 @@ The rename is given the column's type but not its nullability, as MLflow's is: o
 ``CHANGE COLUMN`` leaves ``job_name`` nullable, while SQLite and PostgreSQL keep NOT NULL.
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from trackops.db.migrations import ops
 
