@@ -101,3 +101,12 @@ def test_upgrade_as_a_real_subprocess(tmp_path):
     done = subprocess.run([str(trackops), "db", "current", "--check"], env=env, capture_output=True, text=True,
                           timeout=300, stdin=subprocess.DEVNULL)
     assert done.returncode == 4
+
+
+def test_docs_revision_table_is_up_to_date():
+    from trackops.services.migrate import revision_table_markdown
+
+    text = (Path(__file__).parents[2] / "docs" / "db.md").read_text(encoding="utf-8")
+    start, end = "<!-- revision-table:start -->\n", "<!-- revision-table:end -->"
+    table = text[text.index(start) + len(start):text.index(end)]
+    assert table == revision_table_markdown(), "docs/db.md is stale: regenerate it with revision_table_markdown()"
