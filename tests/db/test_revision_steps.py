@@ -35,9 +35,9 @@ DEFAULT_SUBSET = {
     "39d1c3be5f05",  # is_nan checks, differently per dialect
     "c48cb773bb87",  # MySQL only: resets the is_nan default
     "1bd49d398cd23",  # the secrets trigger, one per dialect
-    "a1b2c3d4e5f6",  # spans and its generated column
-    "75868b020152",  # prefix, partial and INCLUDE indexes
 }
+# Later dialect-specific steps (spans' generated column, prefix/partial/INCLUDE indexes) are left to
+# the full-chain test in test_schema_equality, which reaches them far more cheaply than step by step.
 # Early steps whose re-run on MySQL needs care (keys rebuilt, unnamed checks added, data copied).
 RERUN_SUBSET = {"181f10493468", "89d4b8295536", "cfd24bdc0731", "39d1c3be5f05", "c48cb773bb87"}
 ALL = os.environ.get("TRACKOPS_ALL_REVISIONS", "") == "1"
