@@ -102,3 +102,10 @@ def test_normalise_sql_drops_casts_quotes_and_spacing_but_keeps_literals():
         "(status)= ANY(ARRAY['A  B'])"
     assert normalise_sql("((a > 1))") == "a > 1"
     assert normalise_sql("(a) OR (b)") == "(a)OR(b)"
+
+
+def test_diff_finds_a_mysql_table_with_another_collation(request, tmp_path):
+    first, second = two_databases(request, "mysql", tmp_path)
+    before = _build(first, ["CREATE TABLE t (x VARCHAR(10)) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci"])
+    after = _build(second, ["CREATE TABLE t (x VARCHAR(10)) DEFAULT CHARSET=utf8mb3 COLLATE=utf8mb3_general_ci"])
+    assert "table t: collation utf8mb4_general_ci != utf8mb3_general_ci" in diff(before, after)

@@ -103,8 +103,17 @@ def _table(conn: sa.Connection, insp: sa.Inspector, table: str) -> dict[str, Any
         ) if dialect.name != "mysql" else [],
         "indexes": _mysql_indexes(conn, table) if dialect.name == "mysql" else _indexes(conn, insp, table),
         "check_constraints": _checks(conn, insp, table),
+        "options": _mysql_table_options(conn, table) if dialect.name == "mysql" else {},
     }
     return out
+
+
+def _mysql_table_options(conn: sa.Connection, table: str) -> dict[str, Any]:
+    """Storage engine and default collation: utf8mb3 vs utf8mb4 tables are a real difference."""
+    row = conn.execute(sa.text(
+        "SELECT ENGINE, TABLE_COLLATION FROM information_schema.TABLES "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t"), {"t": table}).one()
+    return {"engine": row[0], "collation": row[1]}
 
 
 def _type(type_: sa.types.TypeEngine, dialect: sa.Dialect) -> str:
@@ -302,6 +311,10 @@ def _diff_table(table: str, exp: dict, act: dict) -> list[str]:
     common_act = [c for c in act_cols if c in exp_cols]
     if common_exp != common_act:
         out.append(f"table {table}: column order {', '.join(common_exp)} != {', '.join(common_act)}")
+    for field in sorted(set(exp.get("options", {})) | set(act.get("options", {}))):
+        a, b = exp.get("options", {}).get(field), act.get("options", {}).get(field)
+        if a != b:
+            out.append(f"table {table}: {field} {a} != {b}")
     if exp["primary_key"] != act["primary_key"]:
         out.append(f"primary key on {table}: {_show(exp['primary_key'])} != {_show(act['primary_key'])}")
     out.extend(_diff_items("foreign key", table, exp["foreign_keys"], act["foreign_keys"]))
