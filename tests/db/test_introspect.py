@@ -109,3 +109,17 @@ def test_diff_finds_a_mysql_table_with_another_collation(request, tmp_path):
     before = _build(first, ["CREATE TABLE t (x VARCHAR(10)) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci"])
     after = _build(second, ["CREATE TABLE t (x VARCHAR(10)) DEFAULT CHARSET=utf8mb3 COLLATE=utf8mb3_general_ci"])
     assert "table t: collation utf8mb4_general_ci != utf8mb3_general_ci" in diff(before, after)
+
+
+def test_sqlite_expression_partial_and_desc_indexes_are_seen(tmp_path):
+    statements = ["CREATE TABLE t (a INTEGER, b TEXT)",
+                  "CREATE INDEX ix_expr ON t (a, lower(b)) WHERE a > 1",
+                  "CREATE INDEX ix_desc ON t (b DESC)"]
+    snap = _build(f"sqlite:///{tmp_path / 'a.db'}", statements)
+    indexes = {i["name"]: i for i in snap["tables"]["t"]["indexes"]}
+    assert indexes["ix_expr"]["columns"] == ["a", "lower(b)"]
+    assert indexes["ix_expr"]["where"] == "a > 1"
+    assert indexes["ix_desc"]["columns"] == ["b DESC"]
+    changed = _build(f"sqlite:///{tmp_path / 'b.db'}", [statements[0], statements[1].replace("a > 1", "a > 2"),
+                                                        statements[2]])
+    assert diff(snap, changed) == ["index ix_expr on t: where a > 1 != a > 2"]

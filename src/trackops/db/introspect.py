@@ -11,6 +11,7 @@ kept, because MLflow's schema differs in exactly those ways between dialects.
 from __future__ import annotations
 
 import re
+import warnings
 from collections import Counter
 from typing import Any
 
@@ -59,10 +60,12 @@ def snapshot(conn: sa.Connection) -> dict[str, Any]:
     insp = sa.inspect(conn)
     dialect = conn.dialect.name
     tables = {}
-    for table in sorted(insp.get_table_names()):
-        if table.startswith(IGNORED_TABLE_PREFIX):
-            continue
-        tables[table] = _table(conn, insp, table)
+    with warnings.catch_warnings():
+        # SQLAlchemy warns that it skips SQLite expression indexes; ours come from the catalog instead.
+        warnings.filterwarnings("ignore", message=".*expression-based index", category=sa.exc.SAWarning)
+        for table in sorted(insp.get_table_names()):
+            if not table.startswith(IGNORED_TABLE_PREFIX):
+                tables[table] = _table(conn, insp, table)
     return {"dialect": dialect, "tables": tables, "triggers": _triggers(conn)}
 
 
@@ -101,7 +104,7 @@ def _table(conn: sa.Connection, insp: sa.Inspector, table: str) -> dict[str, Any
             ({"name": u.get("name"), "columns": list(u["column_names"])} for u in insp.get_unique_constraints(table)),
             key=_sort_key,
         ) if dialect.name != "mysql" else [],
-        "indexes": _mysql_indexes(conn, table) if dialect.name == "mysql" else _indexes(conn, insp, table),
+        "indexes": {"mysql": _mysql_indexes, "sqlite": _sqlite_indexes}.get(dialect.name, _indexes)(conn, insp, table),
         "check_constraints": _checks(conn, insp, table),
         "options": _mysql_table_options(conn, table) if dialect.name == "mysql" else {},
     }
@@ -172,8 +175,6 @@ def _indexes(conn: sa.Connection, insp: sa.Inspector, table: str) -> list[dict[s
             continue  # the index behind a unique constraint, already listed there
         options = ix.get("dialect_options") or {}
         sorting = ix.get("column_sorting") or {}
-        if conn.dialect.name == "sqlite":
-            sorting = _sqlite_sorting(conn, ix["name"])
         exprs = ix.get("expressions") or []
         cols = []
         for i, name in enumerate(ix.get("column_names") or []):
@@ -192,15 +193,60 @@ def _indexes(conn: sa.Connection, insp: sa.Inspector, table: str) -> list[dict[s
     return sorted(result, key=_sort_key)
 
 
-def _sqlite_sorting(conn: sa.Connection, index: str) -> dict[str, tuple[str, ...]]:
-    """DESC key columns of a SQLite index, which SQLAlchemy does not reflect there."""
-    quoted = index.replace("'", "''")
-    rows = conn.exec_driver_sql(f"PRAGMA index_xinfo('{quoted}')").all()
-    # Row layout: seqno, cid, name, desc, collation, key.
-    return {row[2]: ("desc",) for row in rows if row[5] and row[3] and row[2] is not None}
+def _sqlite_indexes(conn: sa.Connection, _insp: sa.Inspector, table: str) -> list[dict[str, Any]]:
+    """SQLite indexes from its catalog: SQLAlchemy skips expression indexes and DESC there."""
+    result = []
+    for _seq, name, unique, origin, partial in conn.exec_driver_sql(f"PRAGMA index_list('{_q(table)}')"):
+        if origin != "c":
+            continue  # made for a primary key or unique constraint, which are listed as such
+        sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?",
+                                   (name,)).scalar() or ""
+        body, where = _split_index_sql(sql)
+        # Row layout: seqno, cid, name, desc, collation, key; cid -2 marks an expression.
+        keys = [r for r in conn.exec_driver_sql(f"PRAGMA index_xinfo('{_q(name)}')") if r[5]]
+        if any(r[1] == -2 for r in keys) and body is not None:
+            cols = [normalise_sql(part) for part in _top_level_split(body)]
+        else:
+            cols = [r[2] + (" DESC" if r[3] else "") for r in keys]
+        result.append({"name": name, "columns": cols, "unique": bool(unique),
+                       "where": normalise_sql(where) if partial and where else None, "include": []})
+    return sorted(result, key=_sort_key)
 
 
-def _mysql_indexes(conn: sa.Connection, table: str) -> list[dict[str, Any]]:
+def _q(name: str) -> str:
+    return name.replace("'", "''")
+
+
+def _split_index_sql(sql: str) -> tuple[str | None, str | None]:
+    """The column list and the WHERE clause of a CREATE INDEX statement."""
+    start = sql.find("(")
+    if start < 0:
+        return None, None
+    depth = 0
+    for i in range(start, len(sql)):
+        depth += sql[i] == "("
+        depth -= sql[i] == ")"
+        if depth == 0:
+            rest = sql[i + 1:]
+            match = re.search(r"\bWHERE\b(.*)$", rest, re.IGNORECASE | re.DOTALL)
+            return sql[start + 1:i], match.group(1) if match else None
+    return None, None
+
+
+def _top_level_split(text: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    return [*parts, current]
+
+
+def _mysql_indexes(conn: sa.Connection, _insp: sa.Inspector, table: str) -> list[dict[str, Any]]:
     """MySQL/MariaDB indexes from the catalog, which reports DESC and prefix lengths reliably.
 
     A UNIQUE KEY is both an index and a constraint there, so uniques are listed only here.
