@@ -11,6 +11,7 @@ import typer
 
 from trackops import __version__
 from trackops.cli import info as info_cmd
+from trackops.cli import serve as serve_cmd
 from trackops.cli.db import app as db_app
 from trackops.cli.clickcompat import ClickException
 from trackops.cli.common import EXIT_CODES_EPILOG, console, state
@@ -49,6 +50,7 @@ def main(
 
 
 app.command("info", epilog=EXIT_CODES_EPILOG)(info_cmd.info)
+app.command("serve", epilog=EXIT_CODES_EPILOG)(serve_cmd.serve)
 app.add_typer(db_app, name="db")
 
 

@@ -23,7 +23,9 @@ from starlette.routing import Route as StarletteRoute
 
 from trackops import __version__
 from trackops.config import Settings
-from trackops.errors import StoreError, TrackopsError
+from trackops.artifacts.base import ArtifactError
+from trackops.artifacts.paths import InvalidArtifactPath
+from trackops.errors import NotFoundError, StoreError, TrackopsError, UsageError
 from trackops.server.metrics import Metrics
 from trackops.server.protocol import MAX_JSON_BODY, BadRequest, Params, error_json
 from trackops.server.routing import API_PREFIXES, Route
@@ -56,9 +58,24 @@ class FastJSONResponse(Response):
 
 
 def error_response(exc: TrackopsError) -> Response:
+    """MLflow error JSON for a `TrackopsError`: store errors carry their code; the rest map by kind."""
     if isinstance(exc, StoreError):
         return FastJSONResponse(error_json(exc.error_code, exc.message), status_code=exc.http_status)
-    return FastJSONResponse(error_json("INTERNAL_ERROR", exc.message), status_code=500)
+    if isinstance(exc, InvalidArtifactPath):
+        return FastJSONResponse(error_json("INVALID_PARAMETER_VALUE", f"Invalid path: {exc.reason}"),
+                                status_code=400)
+    if isinstance(exc, UsageError):
+        return FastJSONResponse(error_json("INVALID_PARAMETER_VALUE", exc.message), status_code=400)
+    if isinstance(exc, NotFoundError):
+        return FastJSONResponse(error_json("RESOURCE_DOES_NOT_EXIST", exc.message), status_code=404)
+    if isinstance(exc, ArtifactError):
+        # Artifact errors are one-line messages about the store (unreachable, refused), safe to show.
+        log.warning("artifact store error: %s", exc.message)
+        return FastJSONResponse(error_json("INTERNAL_ERROR", exc.message), status_code=500)
+    # Database errors may quote SQL: log them, answer without them.
+    log.error("request failed: %s", exc.message)
+    return FastJSONResponse(error_json("INTERNAL_ERROR", "Internal error while handling the request; "
+                                       "see the server log"), status_code=500)
 
 
 def internal_error(request: Request, exc: BaseException) -> Response:

@@ -1,0 +1,66 @@
+"""`trackops serve`."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from trackops.cli.common import (ArtifactsDestination, BackendStoreUri, DefaultArtifactRoot, console,
+                                 settings_from)
+from trackops.services.serve import CONFIG_ENV, preflight
+
+
+def serve(
+    backend_store_uri: BackendStoreUri = None,
+    artifacts_destination: ArtifactsDestination = None,
+    default_artifact_root: DefaultArtifactRoot = None,
+    serve_artifacts: Annotated[bool, typer.Option(
+        "--serve-artifacts/--no-serve-artifacts",
+        help="Proxy artifact uploads and downloads (mlflow-artifacts:/). With --no-serve-artifacts clients "
+             "write to --default-artifact-root themselves.")] = True,
+    host: Annotated[str | None, typer.Option("--host", metavar="HOST",
+                                             help="Address to listen on. Env: TRACKOPS_HOST. Default 127.0.0.1.")] = None,
+    port: Annotated[int | None, typer.Option("--port", "-p", metavar="PORT",
+                                             help="Port to listen on. Env: TRACKOPS_PORT. Default 5000.")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, metavar="N",
+                                         help="Worker processes (each with its own connection pool).")] = 1,
+    upgrade: Annotated[bool, typer.Option(
+        "--upgrade", help="Upgrade a database that is behind head before serving (otherwise it is refused).")] = False,
+) -> int:
+    """Run an MLflow-compatible tracking server (REST API 2.0, proxied artifacts, model registry).
+
+    A missing or empty database is created at head; one behind head is refused unless --upgrade
+    is given. Probes: /health, /ready, /version; Prometheus metrics on /metrics. SIGTERM stops
+    the server gracefully (in-flight requests finish). See docs/serve.md.
+
+    Examples:
+
+      trackops serve
+
+      trackops serve --backend-store-uri postgresql://mlflow@db/mlflow \\
+        --artifacts-destination s3://bucket/mlartifacts --host 0.0.0.0 --workers 4
+    """
+    import uvicorn
+
+    from trackops.server.transport import NoDelayHTTPProtocol
+
+    settings = settings_from(backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination,
+                             default_artifact_root=default_artifact_root, host=host, port=port)
+    report = preflight(settings, upgrade=upgrade, serve_artifacts=serve_artifacts, workers=workers)
+    config = report.config
+    if report.created:
+        console.print(f"Created the database {report.database} at head {report.revision}.", markup=False)
+    if report.upgraded_from:
+        console.print(f"Upgraded the database {report.database} from {report.upgraded_from} to "
+                      f"{report.revision}.", markup=False)
+    where = config.artifacts_destination if config.serve_artifacts else "not served (clients write directly)"
+    console.print(f"Serving {report.database} on http://{config.host}:{config.port} "
+                  f"(artifacts: {where}; workers: {config.workers})", markup=False, soft_wrap=True)
+    os.environ[CONFIG_ENV] = config.to_env()
+    uvicorn.run("trackops.server.factory:app_from_env", factory=True, host=config.host, port=config.port,
+                workers=config.workers if config.workers > 1 else None, http=NoDelayHTTPProtocol,
+                log_level="warning", access_log=False, timeout_graceful_shutdown=30, lifespan="off",
+                server_header=False)
+    return 0

@@ -1,0 +1,73 @@
+"""Building the app a worker serves, from a `ServeConfig` (passed in, or read from the environment).
+
+uvicorn starts each worker by import string, so `app_from_env` is the factory it calls
+(``trackops.server.factory:app_from_env``, ``factory=True``); the parent process has already run
+the preflight (`services.serve.preflight`), so a worker only opens its engine and stores.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from starlette.applications import Starlette
+
+from trackops.db.engine import create_engine, parse_url
+from trackops.server.app import ServerContext, create_app
+from trackops.server.routing import Route, collect
+from trackops.services.serve import ServeConfig, readiness
+
+log = logging.getLogger("trackops.server")
+
+HANDLER_MODULES = ("tracking", "artifacts", "meta", "registry", "logged_models")
+
+# The thread pool runs up to 40 handlers at once; the pool lets most of them hold a connection.
+POOL_SIZE = 10
+MAX_OVERFLOW = 30
+
+
+def routes() -> list[Route]:
+    modules = []
+    for name in HANDLER_MODULES:
+        try:
+            modules.append(importlib.import_module(f"trackops.server.handlers.{name}"))
+        except ImportError as exc:  # a store the handlers need is not available in this build
+            log.warning("endpoints in %s are disabled: %s", name, exc)
+    return collect(*modules)
+
+
+def build_context(config: ServeConfig) -> ServerContext:
+    from trackops.artifacts import repository_for
+    from trackops.stores.tracking import TrackingStore
+
+    url = parse_url(config.backend_store_uri)
+    kwargs = {} if url.get_backend_name() == "sqlite" else {"pool_size": POOL_SIZE, "max_overflow": MAX_OVERFLOW}
+    engine = create_engine(url, **kwargs)
+    ctx = ServerContext(settings=config.settings, engine=engine, serve_artifacts=config.serve_artifacts)
+    ctx.tracking = TrackingStore(engine, default_artifact_root=config.default_artifact_root)
+    ctx.registry = _optional_store("trackops.stores.registry", "RegistryStore", engine)
+    ctx.logged_models = _optional_store("trackops.stores.logged_models", "LoggedModelStore", engine,
+                                        default_artifact_root=config.default_artifact_root)
+    ctx.artifacts = repository_for(config.artifacts_destination) if config.serve_artifacts else None
+    ctx.readiness = lambda: readiness(engine, ctx.artifacts)
+    return ctx
+
+
+def _optional_store(module: str, cls: str, engine, **kwargs):
+    try:
+        store_cls = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError):
+        return None
+    try:
+        return store_cls(engine, **kwargs)
+    except TypeError:
+        return store_cls(engine)
+
+
+def build_app(config: ServeConfig) -> Starlette:
+    return create_app(build_context(config), routes())
+
+
+def app_from_env() -> Starlette:
+    """The uvicorn factory: the app for the `ServeConfig` the parent put in the environment."""
+    return build_app(ServeConfig.from_env())

@@ -1,0 +1,207 @@
+"""Proxied artifacts: upload, download, list and delete under the artifacts destination, streamed.
+
+``/api/2.0/mlflow-artifacts/artifacts/<path>`` maps `<path>` onto the destination (what
+``mlflow-artifacts:/<path>`` URIs name). Bodies are streamed in both directions: an upload is
+pulled from the socket in blocks of `BLOCK` bytes by the thread writing it (so at most a block or
+two per upload is in memory, and uvicorn stops reading the socket while the writer is busy); a
+download is a `StreamingResponse` over the repository's reader.
+
+Multipart uploads (``mpu/create|complete|abort``) are offered when the destination is S3: the
+server starts an S3 multipart upload and hands the client presigned part URLs, so the parts go
+straight to S3. For any other destination the server answers with the message the MLflow client
+recognises as "unsupported", and the client falls back to one streamed PUT.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import posixpath
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from trackops.artifacts import locate, validate_path
+from trackops.artifacts.paths import InvalidArtifactPath, join, relative_to
+from trackops.errors import InvalidParameterValue, StoreError
+from trackops.server import serialize as ser
+from trackops.server.protocol import Params
+from trackops.server.routing import Access, Resource, route
+
+BLOCK = 1024 * 1024
+ARTIFACTS = "/mlflow-artifacts/artifacts"
+UNSUPPORTED_MULTIPART = "Multipart upload is not supported for the current artifact repository"
+PRESIGN_SECONDS = 3600
+
+
+class NotImplementedOnServer(StoreError):
+    error_code = "NOT_IMPLEMENTED"
+    http_status = 501
+
+
+class ArtifactsNotServed(StoreError):
+    error_code = "ENDPOINT_NOT_FOUND"
+    http_status = 503
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    from trackops.server.app import FastJSONResponse
+
+    return FastJSONResponse(body, status_code=status)
+
+
+def _destination(ctx):
+    if not ctx.serve_artifacts or ctx.artifacts is None:
+        raise ArtifactsNotServed("This server does not serve artifacts: it was started with --no-serve-artifacts")
+    return ctx.artifacts
+
+
+def _safe(path: str, *, file: bool = False) -> str:
+    try:
+        return validate_path(path, file=file)
+    except InvalidArtifactPath as exc:
+        raise InvalidParameterValue(f"Invalid path: {exc.reason}") from None
+
+
+@route("PUT", ARTIFACTS + "/{artifact_path:path}", Access.EDIT, Resource.ARTIFACT_PATH, raw=True)
+async def upload_artifact(ctx, request: Request) -> Response:
+    repo = _destination(ctx)
+    path = _safe(request.path_params["artifact_path"], file=True)
+    stream = request.stream().__aiter__()
+
+    async def next_block() -> bytes:
+        parts, size = [], 0
+        while size < BLOCK:
+            try:
+                chunk = await stream.__anext__()
+            except StopAsyncIteration:
+                break
+            if chunk:
+                parts.append(chunk)
+                size += len(chunk)
+        return b"".join(parts)
+
+    def blocks():
+        while True:
+            block = anyio.from_thread.run(next_block)
+            if not block:
+                return
+            yield block
+
+    await anyio.to_thread.run_sync(repo.write, path, blocks())
+    return _json({})
+
+
+@route("GET", ARTIFACTS + "/{artifact_path:path}", Access.READ, Resource.ARTIFACT_PATH, raw=True)
+async def download_artifact(ctx, request: Request) -> Response:
+    repo = _destination(ctx)
+    path = _safe(request.path_params["artifact_path"], file=True)
+    return await _stream_file(repo, path)
+
+
+async def _stream_file(repo, path: str) -> Response:
+    reader = await anyio.to_thread.run_sync(repo.open, path)
+    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    if media_type.startswith("text/"):
+        media_type += "; charset=utf-8"
+    headers = {"Content-Length": str(reader.size),
+               "Content-Disposition": f'attachment; filename="{posixpath.basename(path)}"'}
+    return StreamingResponse(iter(reader), media_type=media_type, headers=headers,
+                             background=BackgroundTask(reader.close))
+
+
+@route("DELETE", ARTIFACTS + "/{artifact_path:path}", Access.EDIT, Resource.ARTIFACT_PATH, raw=True)
+async def delete_artifact(ctx, request: Request) -> Response:
+    repo = _destination(ctx)
+    path = _safe(request.path_params["artifact_path"])
+    await anyio.to_thread.run_sync(repo.delete_prefix, path)
+    return _json({})
+
+
+def _files(entries, base: str) -> list[dict[str, Any]]:
+    out = []
+    for e in entries:
+        item: dict[str, Any] = {"path": relative_to(e.path, base), "is_dir": e.is_dir}
+        if not e.is_dir and e.size is not None:
+            item["file_size"] = e.size
+        out.append(item)
+    return out
+
+
+@route("GET", ARTIFACTS, Access.READ, Resource.ARTIFACT_PATH)
+def list_proxied(ctx, p: Params, _path) -> dict:
+    """Entries directly under ``path``, with paths relative to it (as MLflow lists them)."""
+    repo = _destination(ctx)
+    base = _safe(p.str("path") or "")
+    return ser.page("files", _files(repo.list(base), base), None)
+
+
+@route("GET", "/mlflow/artifacts/list", Access.READ, Resource.RUN)
+def list_run_artifacts(ctx, p: Params, _path) -> dict:
+    """A run's artifacts under ``path``, with paths relative to the run's root, and the root URI."""
+    run = ctx.tracking.get_run(p.first_str("run_id", "run_uuid", required=True))
+    root_uri = run.info.artifact_uri
+    sub = _safe(p.str("path") or "")
+    repo, base = locate(root_uri, artifacts_destination=ctx.settings.artifacts_destination)
+    entries = repo.list(join(base, sub))
+    out: dict[str, Any] = {"root_uri": root_uri}
+    files = _files(entries, base)
+    if files:
+        out["files"] = files
+    return out
+
+
+# --- multipart (S3 destinations) ---------------------------------------------------------------
+
+def _s3_target(ctx, artifact_path: str, file_name: str | None = None):
+    repo = _destination(ctx)
+    if getattr(repo, "bucket", None) is None or not hasattr(repo, "client"):
+        raise NotImplementedOnServer(UNSUPPORTED_MULTIPART)
+    path = _safe(artifact_path)
+    if file_name:
+        path = join(path, _safe(posixpath.basename(file_name), file=True))
+    if not path:
+        raise InvalidParameterValue("Invalid path: names the artifact root, not a file")
+    return repo.client, repo.bucket, join(repo.prefix, path)
+
+
+@route("POST", "/mlflow-artifacts/mpu/create/{artifact_path:path}", Access.EDIT, Resource.ARTIFACT_PATH)
+def create_multipart(ctx, p: Params, path: dict) -> dict:
+    client, bucket, key = _s3_target(ctx, path["artifact_path"], p.str("path", required=True))
+    num_parts = p.int64("num_parts", default=1)
+    if not 1 <= num_parts <= 10_000:
+        raise InvalidParameterValue(f"num_parts must be between 1 and 10000, got {num_parts}")
+    mime = mimetypes.guess_type(key)[0]
+    upload = client.create_multipart_upload(Bucket=bucket, Key=key, **({"ContentType": mime} if mime else {}))
+    upload_id = upload["UploadId"]
+    credentials = [{"url": client.generate_presigned_url(
+        "upload_part", Params={"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": n},
+        ExpiresIn=PRESIGN_SECONDS), "part_number": n, "headers": {}} for n in range(1, num_parts + 1)]
+    return {"upload_id": upload_id, "credentials": credentials}
+
+
+@route("POST", "/mlflow-artifacts/mpu/complete/{artifact_path:path}", Access.EDIT, Resource.ARTIFACT_PATH)
+def complete_multipart(ctx, p: Params, path: dict) -> dict:
+    client, bucket, key = _s3_target(ctx, path["artifact_path"], p.str("path", required=True))
+    parts = []
+    for part in p.list("parts"):
+        if not isinstance(part, dict):
+            raise InvalidParameterValue("Invalid value in 'parts': each part must be an object")
+        pp = Params(part)
+        parts.append({"PartNumber": pp.int64("part_number", required=True), "ETag": pp.str("etag", required=True)})
+    if not parts:
+        raise InvalidParameterValue("Missing value for required parameter 'parts'.")
+    client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=p.str("upload_id", required=True),
+                                     MultipartUpload={"Parts": sorted(parts, key=lambda x: x["PartNumber"])})
+    return {}
+
+
+@route("POST", "/mlflow-artifacts/mpu/abort/{artifact_path:path}", Access.EDIT, Resource.ARTIFACT_PATH)
+def abort_multipart(ctx, p: Params, path: dict) -> dict:
+    client, bucket, key = _s3_target(ctx, path["artifact_path"], p.str("path", required=True))
+    client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=p.str("upload_id", required=True))
+    return {}

@@ -1,0 +1,270 @@
+"""Tracking endpoints: experiments, runs, metrics, params, tags, batches, inputs/outputs, search.
+
+Each handler reads `Params` (JSON body or GET query, as the client sends it), calls the tracking
+store and returns the response object MLflow 3.17.2 returns (see `serialize`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trackops.entities import (
+    Dataset,
+    DatasetInput,
+    ExperimentTag,
+    InputTag,
+    LoggedModelInput,
+    LoggedModelOutput,
+    Metric,
+    Param,
+    RunTag,
+)
+from trackops.errors import InvalidParameterValue, ResourceDoesNotExist
+from trackops.server import serialize as ser
+from trackops.server.protocol import BadRequest, Params, metric_value
+from trackops.server.routing import Access, Resource, route
+
+MAX_HISTORY_PAGE = 25_000
+MAX_BULK_RUNS = 100
+MAX_BULK_RESULTS = 2500
+SEARCH_DEFAULT = 1000
+
+
+def _run_id(p: Params) -> str:
+    return p.first_str("run_id", "run_uuid", required=True)
+
+
+def _tags(items: list[Any], cls=RunTag, what: str = "tags") -> list:
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise BadRequest(f"Invalid value in '{what}': each entry must be an object with key and value.")
+        key = Params(item).str("key", required=True)
+        value = item.get("value")
+        out.append(cls(key, "" if value is None else str(value)))
+    return out
+
+
+def _metric(item: Any, *, field: str = "metrics") -> Metric:
+    if not isinstance(item, dict):
+        raise BadRequest(f"Invalid value in '{field}': each metric must be an object.")
+    p = Params(item)
+    if "value" not in item:
+        raise BadRequest("Missing value for required parameter 'value'.")
+    return Metric(key=p.str("key", required=True), value=metric_value(item["value"]),
+                  timestamp=p.int64("timestamp", required=True), step=p.int64("step", default=0),
+                  model_id=p.str("model_id"), dataset_name=p.str("dataset_name"),
+                  dataset_digest=p.str("dataset_digest"))
+
+
+# --- experiments -------------------------------------------------------------------------------
+
+@route("POST", "/mlflow/experiments/create", Access.CREATE)
+def create_experiment(ctx, p: Params, _path) -> dict:
+    experiment_id = ctx.tracking.create_experiment(
+        p.str("name", required=True), p.str("artifact_location") or None,
+        _tags(p.list("tags"), ExperimentTag))
+    return {"experiment_id": experiment_id}
+
+
+@route("GET", "/mlflow/experiments/get", Access.READ, Resource.EXPERIMENT)
+def get_experiment(ctx, p: Params, _path) -> dict:
+    return {"experiment": ser.experiment(ctx.tracking.get_experiment(p.str("experiment_id", required=True)))}
+
+
+@route("GET", "/mlflow/experiments/get-by-name", Access.READ, Resource.EXPERIMENT)
+def get_experiment_by_name(ctx, p: Params, _path) -> dict:
+    name = p.str("experiment_name", required=True)
+    found = ctx.tracking.get_experiment_by_name(name)
+    if found is None:
+        raise ResourceDoesNotExist(f"Could not find experiment with name '{name}'")
+    return {"experiment": ser.experiment(found)}
+
+
+@route("POST", "/mlflow/experiments/delete", Access.MANAGE, Resource.EXPERIMENT)
+def delete_experiment(ctx, p: Params, _path) -> dict:
+    ctx.tracking.delete_experiment(p.str("experiment_id", required=True))
+    return {}
+
+
+@route("POST", "/mlflow/experiments/restore", Access.MANAGE, Resource.EXPERIMENT)
+def restore_experiment(ctx, p: Params, _path) -> dict:
+    ctx.tracking.restore_experiment(p.str("experiment_id", required=True))
+    return {}
+
+
+@route("POST", "/mlflow/experiments/update", Access.EDIT, Resource.EXPERIMENT)
+def update_experiment(ctx, p: Params, _path) -> dict:
+    experiment_id = p.str("experiment_id", required=True)
+    new_name = p.str("new_name")
+    if new_name:
+        ctx.tracking.rename_experiment(experiment_id, new_name)
+    return {}
+
+
+@route("POST", "/mlflow/experiments/set-experiment-tag", Access.EDIT, Resource.EXPERIMENT)
+def set_experiment_tag(ctx, p: Params, _path) -> dict:
+    value = p.raw("value")
+    ctx.tracking.set_experiment_tag(p.str("experiment_id", required=True),
+                                    ExperimentTag(p.str("key", required=True), "" if value is None else str(value)))
+    return {}
+
+
+@route("POST", "/mlflow/experiments/delete-experiment-tag", Access.EDIT, Resource.EXPERIMENT)
+def delete_experiment_tag(ctx, p: Params, _path) -> dict:
+    ctx.tracking.delete_experiment_tag(p.str("experiment_id", required=True), p.str("key", required=True))
+    return {}
+
+
+def _search_experiments(ctx, p: Params, _path) -> dict:
+    found, token = ctx.tracking.search_experiments(
+        view_type=p.str("view_type") or None, max_results=p.int64("max_results", default=SEARCH_DEFAULT),
+        filter_string=p.str("filter") or None, order_by=p.list("order_by"), page_token=p.str("page_token") or None)
+    return ser.page("experiments", [ser.experiment(e) for e in found], token)
+
+
+route("POST", "/mlflow/experiments/search", Access.READ, Resource.SEARCH)(_search_experiments)
+route("GET", "/mlflow/experiments/search", Access.READ, Resource.SEARCH)(_search_experiments)
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+@route("POST", "/mlflow/runs/create", Access.EDIT, Resource.EXPERIMENT)
+def create_run(ctx, p: Params, _path) -> dict:
+    run = ctx.tracking.create_run(p.str("experiment_id") or "0", user_id=p.str("user_id"),
+                                  start_time=p.int64("start_time"), tags=_tags(p.list("tags")),
+                                  run_name=p.str("run_name") or None)
+    return {"run": ser.run(run)}
+
+
+@route("GET", "/mlflow/runs/get", Access.READ, Resource.RUN)
+def get_run(ctx, p: Params, _path) -> dict:
+    return {"run": ser.run(ctx.tracking.get_run(_run_id(p)))}
+
+
+@route("POST", "/mlflow/runs/update", Access.EDIT, Resource.RUN)
+def update_run(ctx, p: Params, _path) -> dict:
+    status = p.str("status") or None
+    if isinstance(p.raw("status"), int):  # the protobuf number, from older clients
+        status = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}.get(p.raw("status"))
+    info = ctx.tracking.update_run_info(_run_id(p), status, p.int64("end_time"), p.str("run_name") or None)
+    return {"run_info": ser.run_info(info)}
+
+
+@route("POST", "/mlflow/runs/delete", Access.MANAGE, Resource.RUN)
+def delete_run(ctx, p: Params, _path) -> dict:
+    ctx.tracking.delete_run(_run_id(p))
+    return {}
+
+
+@route("POST", "/mlflow/runs/restore", Access.MANAGE, Resource.RUN)
+def restore_run(ctx, p: Params, _path) -> dict:
+    ctx.tracking.restore_run(_run_id(p))
+    return {}
+
+
+@route("POST", "/mlflow/runs/log-metric", Access.EDIT, Resource.RUN)
+def log_metric(ctx, p: Params, _path) -> dict:
+    ctx.tracking.log_metric(_run_id(p), _metric(p._data, field="metric"))
+    return {}
+
+
+@route("POST", "/mlflow/runs/log-parameter", Access.EDIT, Resource.RUN)
+def log_param(ctx, p: Params, _path) -> dict:
+    value = p.raw("value")
+    ctx.tracking.log_param(_run_id(p), Param(p.str("key", required=True), "" if value is None else str(value)))
+    return {}
+
+
+@route("POST", "/mlflow/runs/set-tag", Access.EDIT, Resource.RUN)
+def set_tag(ctx, p: Params, _path) -> dict:
+    value = p.raw("value")
+    ctx.tracking.set_tag(_run_id(p), RunTag(p.str("key", required=True), "" if value is None else str(value)))
+    return {}
+
+
+@route("POST", "/mlflow/runs/delete-tag", Access.EDIT, Resource.RUN)
+def delete_tag(ctx, p: Params, _path) -> dict:
+    ctx.tracking.delete_tag(_run_id(p), p.str("key", required=True))
+    return {}
+
+
+@route("POST", "/mlflow/runs/log-batch", Access.EDIT, Resource.RUN)
+def log_batch(ctx, p: Params, _path) -> dict:
+    metrics = [_metric(m) for m in p.list("metrics")]
+    params = _tags(p.list("params"), Param, "params")
+    tags = _tags(p.list("tags"))
+    ctx.tracking.log_batch(_run_id(p), metrics, params, tags)
+    return {}
+
+
+@route("POST", "/mlflow/runs/log-inputs", Access.EDIT, Resource.RUN)
+def log_inputs(ctx, p: Params, _path) -> dict:
+    datasets = []
+    for item in p.list("datasets"):
+        if not isinstance(item, dict) or not isinstance(item.get("dataset"), dict):
+            raise BadRequest("Invalid value in 'datasets': each entry needs a 'dataset' object.")
+        d = Params(item["dataset"])
+        dataset = Dataset(name=d.str("name", required=True), digest=d.str("digest", required=True),
+                          source_type=d.str("source_type", required=True), source=d.str("source", required=True),
+                          schema=d.str("schema"), profile=d.str("profile"))
+        datasets.append(DatasetInput(dataset, _tags(item.get("tags") or [], InputTag)))
+    models = [LoggedModelInput(Params(m).str("model_id", required=True)) for m in p.list("models")
+              if isinstance(m, dict)]
+    ctx.tracking.log_inputs(_run_id(p), datasets, models)
+    return {}
+
+
+@route("POST", "/mlflow/runs/outputs", Access.EDIT, Resource.RUN)
+def log_outputs(ctx, p: Params, _path) -> dict:
+    models = []
+    for m in p.list("models"):
+        if not isinstance(m, dict):
+            raise BadRequest("Invalid value in 'models': each entry must be an object.")
+        mp = Params(m)
+        models.append(LoggedModelOutput(mp.str("model_id", required=True), mp.int64("step", default=0)))
+    ctx.tracking.log_outputs(_run_id(p), models)
+    return {}
+
+
+@route("POST", "/mlflow/runs/search", Access.READ, Resource.SEARCH)
+def search_runs(ctx, p: Params, _path) -> dict:
+    found, token = ctx.tracking.search_runs(
+        [str(e) for e in p.list("experiment_ids")], filter_string=p.str("filter") or None,
+        run_view_type=p.str("run_view_type") or None, max_results=p.int64("max_results", default=SEARCH_DEFAULT),
+        order_by=p.list("order_by"), page_token=p.str("page_token") or None)
+    return ser.page("runs", [ser.run(r) for r in found], token)
+
+
+# --- metric history ----------------------------------------------------------------------------
+
+@route("GET", "/mlflow/metrics/get-history", Access.READ, Resource.RUN)
+def get_metric_history(ctx, p: Params, _path) -> dict:
+    max_results = p.int64("max_results", default=MAX_HISTORY_PAGE)
+    if not 1 <= max_results <= MAX_HISTORY_PAGE:
+        raise InvalidParameterValue(f"max_results must be between 1 and {MAX_HISTORY_PAGE}, got {max_results}.")
+    run_id = _run_id(p)
+    ctx.tracking.get_run(run_id)  # MLflow answers 404 for an unknown run here
+    found, token = ctx.tracking.get_metric_history(run_id, p.str("metric_key", required=True),
+                                                   max_results=max_results, page_token=p.str("page_token") or None)
+    return ser.page("metrics", [ser.metric(m) for m in found], token)
+
+
+@route("GET", "/mlflow/metrics/get-history-bulk-interval", Access.READ, Resource.RUN)
+def get_metric_history_bulk_interval(ctx, p: Params, _path) -> dict:
+    run_ids = [str(r) for r in p.list("run_ids")]
+    if not run_ids:
+        raise BadRequest("Missing value for required parameter 'run_ids'.")
+    if len(run_ids) > MAX_BULK_RUNS:
+        raise InvalidParameterValue(f"GetMetricHistoryBulkInterval request must specify at most {MAX_BULK_RUNS} "
+                                    f"run_ids. Received {len(run_ids)} run_ids.")
+    max_results = p.int64("max_results", default=MAX_BULK_RESULTS)
+    if not 1 <= max_results <= MAX_BULK_RESULTS:
+        raise InvalidParameterValue(f"max_results must be between 1 and {MAX_BULK_RESULTS}.")
+    start, end = p.int64("start_step"), p.int64("end_step")
+    if start is not None and end is not None and start > end:
+        raise InvalidParameterValue("end_step must be greater than start_step. "
+                                    f"Found start_step={start} and end_step={end}.")
+    found = ctx.tracking.get_metric_history_bulk_interval(run_ids, p.str("metric_key", required=True),
+                                                          max_results, start, end)
+    return ser.page("metrics", [ser.metric(m, with_run_id=True) for m in found], None)

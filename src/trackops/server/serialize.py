@@ -1,0 +1,155 @@
+"""Entities to MLflow REST JSON, shaped as `mlflow server` 3.17.2 writes them.
+
+Rules the client depends on (measured on the real server): int64 fields are JSON numbers, enums are
+names, NaN/±inf metric values are the strings "NaN"/"Infinity"/"-Infinity", optional fields that
+are unset are left out, and empty lists are left out -- except the few fields MLflow always writes
+(`user_id` on runs, `inputs`/`outputs` on runs, `description`/`run_link` on model versions,
+`model_type` on logged models, `workspace` on experiments).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from trackops.entities import (
+    DatasetInput,
+    Experiment,
+    LoggedModel,
+    LoggedModelStatus,
+    Metric,
+    ModelVersion,
+    RegisteredModel,
+    Run,
+    RunInfo,
+)
+from trackops.server.protocol import json_number
+
+
+def _put(out: dict[str, Any], key: str, value: Any) -> None:
+    if value is not None:
+        out[key] = value
+
+
+def _put_list(out: dict[str, Any], key: str, items: list[Any]) -> None:
+    if items:
+        out[key] = items
+
+
+def key_values(pairs: Mapping[str, str] | Iterable[Any]) -> list[dict[str, str]]:
+    """[{key, value}] from a dict or from entities with .key and .value."""
+    if isinstance(pairs, Mapping):
+        return [{"key": k, "value": v} for k, v in pairs.items()]
+    return [{"key": p.key, "value": p.value} for p in pairs]
+
+
+def experiment(e: Experiment) -> dict[str, Any]:
+    out: dict[str, Any] = {"experiment_id": str(e.experiment_id), "name": e.name,
+                           "artifact_location": e.artifact_location, "lifecycle_stage": e.lifecycle_stage}
+    _put(out, "last_update_time", e.last_update_time)
+    _put(out, "creation_time", e.creation_time)
+    _put_list(out, "tags", key_values(e.tags))
+    out["workspace"] = e.workspace or "default"
+    return out
+
+
+def metric(m: Metric, *, with_run_id: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"key": m.key, "value": json_number(m.value), "timestamp": m.timestamp,
+                           "step": m.step or 0}
+    _put(out, "dataset_name", m.dataset_name)
+    _put(out, "dataset_digest", m.dataset_digest)
+    _put(out, "model_id", m.model_id)
+    if with_run_id:
+        _put(out, "run_id", m.run_id)
+    return out
+
+
+def run_info(i: RunInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {"run_uuid": i.run_id, "experiment_id": str(i.experiment_id)}
+    _put(out, "run_name", i.run_name)
+    out["user_id"] = i.user_id or ""
+    out["status"] = i.status.value if hasattr(i.status, "value") else i.status
+    _put(out, "start_time", i.start_time)
+    _put(out, "end_time", i.end_time)
+    _put(out, "artifact_uri", i.artifact_uri)
+    out["lifecycle_stage"] = i.lifecycle_stage
+    out["run_id"] = i.run_id
+    return out
+
+
+def dataset_input(d: DatasetInput) -> dict[str, Any]:
+    ds = d.dataset
+    dataset: dict[str, Any] = {"name": ds.name, "digest": ds.digest, "source_type": ds.source_type,
+                               "source": ds.source}
+    _put(dataset, "schema", ds.schema)
+    _put(dataset, "profile", ds.profile)
+    out: dict[str, Any] = {}
+    _put_list(out, "tags", key_values(d.tags))
+    out["dataset"] = dataset
+    return out
+
+
+def run(r: Run) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    _put_list(data, "metrics", [metric(m) for m in r.data.metrics])
+    _put_list(data, "params", key_values(r.data.params))
+    _put_list(data, "tags", key_values(r.data.tags))
+    inputs: dict[str, Any] = {}
+    _put_list(inputs, "dataset_inputs", [dataset_input(d) for d in r.inputs.dataset_inputs])
+    _put_list(inputs, "model_inputs", [{"model_id": m.model_id} for m in r.inputs.model_inputs])
+    outputs: dict[str, Any] = {}
+    _put_list(outputs, "model_outputs", [{"model_id": m.model_id, "step": m.step}
+                                         for m in r.outputs.model_outputs])
+    return {"info": run_info(r.info), "data": data, "inputs": inputs, "outputs": outputs}
+
+
+def model_version(v: ModelVersion) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": v.name, "version": str(v.version),
+                           "creation_timestamp": v.creation_timestamp}
+    _put(out, "last_updated_timestamp", v.last_updated_timestamp)
+    _put(out, "user_id", v.user_id)
+    out["current_stage"] = getattr(v.current_stage, "value", v.current_stage) or "None"
+    out["description"] = v.description or ""
+    _put(out, "source", v.source)
+    _put(out, "run_id", v.run_id)
+    out["status"] = getattr(v.status, "value", v.status)
+    _put(out, "status_message", v.status_message)
+    _put_list(out, "tags", key_values(v.tags))
+    out["run_link"] = v.run_link or ""
+    _put_list(out, "aliases", list(v.aliases))
+    return out
+
+
+def registered_model(m: RegisteredModel) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": m.name}
+    _put(out, "creation_timestamp", m.creation_timestamp)
+    _put(out, "last_updated_timestamp", m.last_updated_timestamp)
+    _put(out, "description", m.description)
+    _put_list(out, "latest_versions", [model_version(v) for v in m.latest_versions])
+    _put_list(out, "tags", key_values(m.tags))
+    _put_list(out, "aliases", [{"alias": a.alias, "version": str(a.version)} for a in m.aliases])
+    return out
+
+
+def logged_model(m: LoggedModel) -> dict[str, Any]:
+    status = m.status if isinstance(m.status, LoggedModelStatus) else LoggedModelStatus.parse(m.status)
+    info: dict[str, Any] = {"model_id": m.model_id, "experiment_id": str(m.experiment_id), "name": m.name,
+                            "creation_timestamp_ms": m.creation_timestamp,
+                            "last_updated_timestamp_ms": m.last_updated_timestamp,
+                            "artifact_uri": m.artifact_location, "status": status.proto_name,
+                            "model_type": m.model_type or ""}
+    _put(info, "source_run_id", m.source_run_id)
+    _put(info, "status_message", m.status_message)
+    _put_list(info, "tags", key_values(m.tags))
+    data: dict[str, Any] = {}
+    _put_list(data, "params", key_values(m.params))
+    _put_list(data, "metrics", [metric(x) for x in m.metrics])
+    return {"info": info, "data": data}
+
+
+def page(key: str, items: list[Any], token: str | None) -> dict[str, Any]:
+    """A search response: the list (omitted when empty) and the next page token (when there is one)."""
+    out: dict[str, Any] = {}
+    _put_list(out, key, items)
+    _put(out, "next_page_token", token)
+    return out
