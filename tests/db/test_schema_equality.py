@@ -54,6 +54,16 @@ def test_trackops_upgrade_matches_mlflow_schema(request, target, dialect, tmp_pa
     assert diff(snapshot_of(mlflows), snapshot_of(ours)) == []
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_trackops_finishes_a_database_mlflow_upgraded_to_1_30(request, dialect, tmp_path):
+    started_by_mlflow, mlflows = two_databases(request, dialect, tmp_path)
+    mlflow_upgrade(started_by_mlflow, TARGETS["mlflow-1.30"])
+    trackops_upgrade(started_by_mlflow, revisions.HEAD)
+    mlflow_upgrade(mlflows, revisions.HEAD)
+
+    assert diff(snapshot_of(mlflows), snapshot_of(started_by_mlflow)) == []
+
+
 # --- data ----------------------------------------------------------------------------------------
 
 EXPERIMENTS = [
