@@ -65,6 +65,11 @@ def _check_name(name: object, path: str, what: str) -> None:
                                    f"resolve to other names when treated as such ({normal!r})")
 
 
+# Shared with the registry and logged-model stores, which check names and report bad values the same way.
+check_name = _check_name
+invalid_value = _invalid
+
+
 def _limit(what: str, limit: int, value: str | None, *, truncate: bool = False) -> str | None:
     if value is None or len(value) <= limit:
         return value
@@ -113,6 +118,10 @@ def validate_experiment_tag(key: object, value: object) -> None:
     if value is not None and not isinstance(value, str):
         raise _invalid("value", value, "Tag values must be strings")
     _limit("value", MAX_EXPERIMENT_TAG_VAL_LENGTH, value)  # type: ignore[arg-type]
+
+
+def _plain_number(value: object) -> bool:
+    return type(value) is float or type(value) is int
 
 
 def _is_number(value: object) -> bool:
@@ -168,8 +177,13 @@ def _batch_limit(what: str, limit: int, count: int) -> None:
 def validate_batch(metrics: Sequence[Metric], params: Sequence[Param],
                    tags: Sequence[RunTag]) -> tuple[list[Param], list[RunTag]]:
     """Check a log-batch request as MLflow does; return params and tags as they will be stored."""
+    good_keys: set[str] = set()
     for i, metric in enumerate(metrics):
+        if metric.key in good_keys and _plain_number(metric.value) and type(metric.step) is int \
+                and type(metric.timestamp) is int and metric.timestamp >= 0:
+            continue  # the common case, checked cheaply: a key already validated in this batch
         validate_metric(metric, f"metrics[{i}]")
+        good_keys.add(metric.key)
     clean_params = [validate_param(p, f"params[{i}]") for i, p in enumerate(params)]
     clean_tags = [validate_tag(t, f"tags[{i}]") for i, t in enumerate(tags)]
     _batch_limit("metrics", MAX_METRICS_PER_BATCH, len(metrics))
