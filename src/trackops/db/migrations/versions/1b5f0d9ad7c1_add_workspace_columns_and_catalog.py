@@ -115,7 +115,7 @@ _SQLITE_SECRETS_TRIGGER_SQL = (
     f"CREATE TRIGGER {_SECRETS_TRIGGER}\nBEFORE UPDATE ON secrets\nFOR EACH ROW\n"
     "WHEN OLD.secret_id != NEW.secret_id OR OLD.secret_name != NEW.secret_name\n"
     "BEGIN\n    SELECT RAISE(ABORT, 'secret_id and secret_name are immutable (used as AAD in encryption)');\n"
-    "END;"
+    "END"
 )
 
 

@@ -4,6 +4,7 @@ Also installs the ``prevent_secrets_aad_mutation`` trigger: a secret's id and na
 additional authenticated data of its AES-GCM envelope, so changing either would make the value
 undecryptable. Each dialect gets its own form (SQLite ``RAISE(ABORT)``, a plpgsql function on
 PostgreSQL, ``SIGNAL`` on MySQL). The timestamp columns have no server default, as in MLflow.
+Statements carry no trailing semicolon: alembic adds one when it prints them for ``--sql``.
 """
 
 import sqlalchemy as sa
@@ -23,18 +24,18 @@ _CHANGED = "OLD.secret_id != NEW.secret_id OR OLD.secret_name != NEW.secret_name
 _TRIGGER_SQL = {
     "sqlite": [
         f"CREATE TRIGGER {TRIGGER}\nBEFORE UPDATE ON secrets\nFOR EACH ROW\nWHEN {_CHANGED}\n"
-        f"BEGIN\n    SELECT RAISE(ABORT, '{_MESSAGE}');\nEND;",
+        f"BEGIN\n    SELECT RAISE(ABORT, '{_MESSAGE}');\nEND",
     ],
     "postgresql": [
         f"CREATE OR REPLACE FUNCTION {TRIGGER}()\nRETURNS TRIGGER AS $$\nBEGIN\n"
         f"    IF {_CHANGED} THEN\n        RAISE EXCEPTION '{_MESSAGE}';\n    END IF;\n"
-        f"    RETURN NEW;\nEND;\n$$ LANGUAGE plpgsql;",
-        f"CREATE TRIGGER {TRIGGER}\nBEFORE UPDATE ON secrets\nFOR EACH ROW\nEXECUTE FUNCTION {TRIGGER}();",
+        f"    RETURN NEW;\nEND;\n$$ LANGUAGE plpgsql",
+        f"CREATE TRIGGER {TRIGGER}\nBEFORE UPDATE ON secrets\nFOR EACH ROW\nEXECUTE FUNCTION {TRIGGER}()",
     ],
     "mysql": [
         f"CREATE TRIGGER {TRIGGER}\nBEFORE UPDATE ON secrets\nFOR EACH ROW\nBEGIN\n"
         f"    IF {_CHANGED} THEN\n        SIGNAL SQLSTATE '45000'\n"
-        f"        SET MESSAGE_TEXT = '{_MESSAGE}';\n    END IF;\nEND;",
+        f"        SET MESSAGE_TEXT = '{_MESSAGE}';\n    END IF;\nEND",
     ],
 }
 
