@@ -104,3 +104,11 @@ def test_locks_on_two_databases_of_one_server_are_independent(request):
             pass
     finally:
         drop_server_database(MYSQL_ADMIN_URL, second)
+
+
+def test_a_missing_sqlite_folder_is_not_found(tmp_path):
+    from trackops.errors import NotFoundError
+
+    with pytest.raises(NotFoundError):
+        with hold_lock(f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}"):
+            pass

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
 from trackops.db.engine import connect_errors, create_engine, hide_password, parse_url, sqlite_path
-from trackops.errors import LockedError
+from trackops.errors import DatabaseError, LockedError, NotFoundError
 
 MAINTENANCE_LOCK = "maintenance"
 SIDECAR_SUFFIX = ".trackops.lock"
@@ -141,7 +141,14 @@ def sidecar_path(db_path: Path, name: str = MAINTENANCE_LOCK) -> Path:
 @contextlib.contextmanager
 def _flock(db_path: Path, name: str, purpose: str | None) -> Iterator[None]:
     path = sidecar_path(db_path, name)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    if not db_path.parent.exists():
+        raise NotFoundError(f"folder {db_path.parent} for SQLite database {db_path.name} does not exist",
+                            hint="create the folder or fix the path in the URI")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise DatabaseError(f"cannot open the lock file {path}: {exc.strerror}",
+                            hint="trackops needs write access to the folder that holds the database") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
