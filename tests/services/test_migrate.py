@@ -361,3 +361,17 @@ def test_check_without_create_database_rights_says_so(postgres_url):
         execute(postgres_url, f"DROP OWNED BY {role}")
         execute(postgres_url, f"DROP ROLE {role}")
         assert name
+
+
+@pytest.mark.parametrize("server", ["postgres_url", "mysql_url"])
+def test_sql_from_an_empty_server_database_renders_the_whole_chain_and_creates_nothing(request, server):
+    url = request.getfixturevalue(server)
+    report = migrate.upgrade(settings(url), sql=True)
+    assert "CREATE TABLE experiments" in report.sql and "CREATE TABLE trackops_operations" in report.sql
+    assert f"'{HEAD}'" in report.sql
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            assert sa.inspect(conn).get_table_names() == []
+    finally:
+        engine.dispose()

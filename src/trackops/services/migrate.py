@@ -323,8 +323,9 @@ def _inline(statement: str, parameters: Any) -> str:
 def _offline_errors() -> Iterator[None]:
     try:
         yield
-    except CommandError as exc:
-        raise TrackopsError(f"cannot render the upgrade as SQL: {exc}") from None
+    except (CommandError, sa.exc.CompileError) as exc:
+        raise TrackopsError(f"cannot render the upgrade as SQL: {_one_line(exc)}",
+                            hint="a migration step cannot be rendered offline; report it as a trackops bug") from None
 
 
 def migration_engine(url: URL) -> Engine:

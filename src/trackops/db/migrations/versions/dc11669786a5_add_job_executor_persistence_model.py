@@ -52,6 +52,6 @@ def upgrade() -> None:
             op.add_column("jobs", column)
     create_index_if_missing("index_jobs_status_lease_expires_at", "jobs", ["status", "lease_expires_at"])
 
-    jobs = sa.table("jobs", sa.column("status"), sa.column("last_update_time"))
+    jobs = sa.table("jobs", sa.column("status", sa.Integer), sa.column("last_update_time", sa.BigInteger))
     op.execute(jobs.update().where(jobs.c.status.in_([PENDING, RUNNING]))
                .values(status=CANCELED, last_update_time=int(time.time() * 1000)))
