@@ -5,8 +5,8 @@ to ±1.7976931348623157e308; a point identical to one already stored (same key, 
 value, NaN-ness) is silently skipped. A run's latest value per key is the point with the highest
 ``(step, timestamp, value)`` (values compared as stored), updated only when a newer one arrives.
 
-Writes are two or three statements per batch whatever its size: an insert of the new points that
-ignores duplicates, an insert of missing `latest_metrics` rows, and one conditional update
+Writes are three statements per batch whatever its size: an insert of the new points that ignores
+duplicates, an insert of missing `latest_metrics` rows, and one conditional update
 (``WHERE (step, timestamp, value) < (new)``) that the database re-checks under its row lock, so
 concurrent writers cannot move a latest value backwards.
 
@@ -83,20 +83,27 @@ def write_metrics(conn: sa.Connection, run_id: str, metrics: Sequence[Metric], *
 
 
 def _raise_latest(conn: sa.Connection, run_id: str, newest: list[_Point]) -> None:
-    lm = s.latest_metrics
     rows = [{"run_uuid": run_id, "key": p.key, "value": p.value, "timestamp": p.timestamp, "step": p.step,
              "is_nan": p.is_nan} for p in newest]
     # Keys seen for the first time get their row; an existing row is left for the update below.
-    insert_ignoring_duplicates(conn, lm, rows)
-    newer = sa.tuple_(lm.c.step, lm.c.timestamp, lm.c.value) < sa.tuple_(
-        sa.bindparam("n_step", type_=sa.BigInteger), sa.bindparam("n_timestamp", type_=sa.BigInteger),
-        sa.bindparam("n_value", type_=sa.Float))
-    update = (sa.update(lm)
-              .where(lm.c.run_uuid == sa.bindparam("r_id"), lm.c.key == sa.bindparam("k"), newer)
-              .values(value=sa.bindparam("n_value"), timestamp=sa.bindparam("n_timestamp"),
-                      step=sa.bindparam("n_step"), is_nan=sa.bindparam("n_is_nan")))
-    conn.execute(update, [{"r_id": run_id, "k": p.key, "n_value": p.value, "n_timestamp": p.timestamp,
-                           "n_step": p.step, "n_is_nan": p.is_nan} for p in newest])
+    insert_ignoring_duplicates(conn, s.latest_metrics, rows)
+    q = conn.dialect.identifier_preparer.quote_identifier
+    key, ts = q("key"), q("timestamp")
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            f"UPDATE latest_metrics AS lm SET value = n.value, {ts} = n.ts, step = n.step, is_nan = n.is_nan "
+            "FROM unnest(CAST(%(k)s AS text[]), CAST(%(v)s AS float8[]), CAST(%(t)s AS int8[]), "
+            "CAST(%(s)s AS int8[]), CAST(%(n)s AS bool[])) AS n(key, value, ts, step, is_nan) "
+            f"WHERE lm.run_uuid = %(r)s AND lm.{key} = n.key "
+            f"AND (lm.step, lm.{ts}, lm.value) < (n.step, n.ts, n.value)",
+            {"r": run_id, "k": [p.key for p in newest], "v": [p.value for p in newest],
+             "t": [p.timestamp for p in newest], "s": [p.step for p in newest], "n": [p.is_nan for p in newest]})
+        return
+    m = "?" if conn.dialect.name == "sqlite" else "%s"
+    conn.exec_driver_sql(
+        f"UPDATE latest_metrics SET value = {m}, {ts} = {m}, step = {m}, is_nan = {m} "
+        f"WHERE run_uuid = {m} AND {key} = {m} AND (step, {ts}, value) < ({m}, {m}, {m})",
+        [(p.value, p.timestamp, p.step, p.is_nan, run_id, p.key, p.step, p.timestamp, p.value) for p in newest])
 
 
 def _write_model_metrics(conn: sa.Connection, run_id: str, metrics: Sequence[Metric], experiment_id: int) -> None:
