@@ -110,3 +110,31 @@ def test_docs_revision_table_is_up_to_date():
     start, end = "<!-- revision-table:start -->\n", "<!-- revision-table:end -->"
     table = text[text.index(start) + len(start):text.index(end)]
     assert table == revision_table_markdown(), "docs/db.md is stale: regenerate it with revision_table_markdown()"
+
+
+def _upgrade_on_a_terminal(url: str, answer: str) -> subprocess.CompletedProcess:
+    """Run `trackops db upgrade` with a pseudo-terminal as stdin, typing `answer` at the prompt."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "trackops"), "db", "upgrade",
+                                 "--backend-store-uri", url], stdin=follower, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        os.write(leader, f"{answer}\n".encode())
+        out, err = proc.communicate(timeout=300)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    finally:
+        os.close(leader)
+        os.close(follower)
+
+
+def test_on_a_terminal_the_upgrade_asks_and_honours_the_answer(capsys, sqlite_url):
+    run(capsys, "db", "upgrade", "--backend-store-uri", sqlite_url, "--to", "2.22.5")
+    refused = _upgrade_on_a_terminal(sqlite_url, "n")
+    assert refused.returncode == 1 and "Back up" in refused.stderr and "cancelled" in refused.stderr
+    assert json.loads(run(capsys, "db", "current", "--backend-store-uri", sqlite_url, "--json")[1])["revision"] \
+        == "0584bdc529eb"
+    accepted = _upgrade_on_a_terminal(sqlite_url, "y")
+    assert accepted.returncode == 0, accepted.stderr
+    assert run(capsys, "db", "current", "--backend-store-uri", sqlite_url, "--check")[0] == 0

@@ -40,17 +40,13 @@ class _ProgressBar:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), console=console, transient=True)
             self.bar.start()
-            self.task = self.bar.add_task(self._label(event.revision, event.purpose), total=event.total)
+            self.task = self.bar.add_task("upgrading", total=event.total)
         elif event.kind == "step" and self.bar is not None:
             self.bar.console.print(f"  {event.revision:<13} {event.seconds:7.3f}s  {event.purpose or ''}",
                                    markup=False, highlight=False, soft_wrap=True)
-            self.bar.update(self.task, advance=1, description=self._label(None, None))
+            self.bar.update(self.task, advance=1)
         elif event.kind == "done":
             self.stop()
-
-    @staticmethod
-    def _label(revision: str | None, purpose: str | None) -> str:
-        return "upgrading" if revision is None else f"upgrading {revision}"
 
     def stop(self) -> None:
         if self.bar is not None:
