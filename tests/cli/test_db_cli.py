@@ -138,3 +138,11 @@ def test_on_a_terminal_the_upgrade_asks_and_honours_the_answer(capsys, sqlite_ur
     accepted = _upgrade_on_a_terminal(sqlite_url, "y")
     assert accepted.returncode == 0, accepted.stderr
     assert run(capsys, "db", "current", "--backend-store-uri", sqlite_url, "--check")[0] == 0
+
+
+def test_history_lists_the_chain_even_when_the_database_is_unreachable(capsys):
+    url = "postgresql+psycopg://nobody@127.0.0.1:9/none"
+    code, out, err = run(capsys, "db", "history", "--backend-store-uri", url, "--json")
+    data = json.loads(out)
+    assert code == 0 and len(data["revisions"]) == 67 and data["current"] is None
+    assert data["unreachable"]

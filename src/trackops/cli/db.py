@@ -199,7 +199,9 @@ def history(
     for r in report.revisions:
         mark = ">" if r.revision == report.current else " "
         sys.stdout.write(f"{mark} {r.revision:<13} {r.mlflow_version or '-':<7} {r.purpose}\n")
-    if report.database is not None and report.current is None:
+    if report.unreachable is not None:
+        console.print(f"Current revision not marked: {report.unreachable}", markup=False, soft_wrap=True)
+    elif report.database is not None and report.current is None:
         console.print(f"{report.database} has no schema revision yet.", markup=False)
     return 0
 

@@ -504,9 +504,12 @@ class HistoryReport:
     revisions: list[Revision]
     current: str | None
     database: str | None
+    unreachable: str | None = None
+    """Why the database could not be read (the chain is listed all the same), or None."""
 
     def to_json(self) -> dict[str, Any]:
         return {"database": self.database, "current": self.current, "head": releases.HEAD,
+                "unreachable": self.unreachable,
                 "revisions": [{**r.to_json(), "current": r.revision == self.current} for r in self.revisions]}
 
 
@@ -514,14 +517,17 @@ def history(settings: Settings) -> HistoryReport:
     """List the schema revisions, what each does and the MLflow release that introduced it."""
     chain = available_chain()
     url = parse_url(settings.backend_store_uri)
-    engine = _reading_engine(url)
-    if engine is None:
-        return HistoryReport(chain, None, None)
     try:
-        with connect_errors(url), engine.connect() as conn:
-            return HistoryReport(chain, read_state(conn).current, hide_password(url))
-    finally:
-        engine.dispose()
+        engine = _reading_engine(url)
+        if engine is None:
+            return HistoryReport(chain, None, None)
+        try:
+            with connect_errors(url), engine.connect() as conn:
+                return HistoryReport(chain, read_state(conn).current, hide_password(url))
+        finally:
+            engine.dispose()
+    except TrackopsError as exc:  # the chain is worth listing even when the database is down
+        return HistoryReport(chain, None, hide_password(url), unreachable=exc.message)
 
 
 def revision_table_markdown() -> str:
