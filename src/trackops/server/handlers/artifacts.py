@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -72,6 +73,9 @@ async def upload_artifact(ctx, request: Request) -> Response:
     repo = _destination(ctx)
     path = _safe(request.path_params["artifact_path"], file=True)
     stream = request.stream().__aiter__()
+    # The writer may read from a thread of its own (boto3's transfer manager), not the one
+    # anyio started: hand it the loop's token so it can still pull from the socket.
+    token = anyio.lowlevel.current_token()
 
     async def next_block() -> bytes:
         parts, size = [], 0
@@ -87,7 +91,7 @@ async def upload_artifact(ctx, request: Request) -> Response:
 
     def blocks():
         while True:
-            block = anyio.from_thread.run(next_block)
+            block = anyio.from_thread.run(next_block, token=token)
             if not block:
                 return
             yield block
