@@ -14,9 +14,9 @@ Why-notes:
 - On MySQL/MariaDB each DDL statement commits. A run interrupted after the legacy rows were deleted
   and ``dimension_attributes`` dropped must not backfill again (it would overwrite the promoted
   values with NULLs), so the backfill and the cleanup run only while that column still exists.
-- SQLite cannot drop a column referenced by nothing but still rebuilds ``spans`` in batch mode, and it
-  rejects copying values into the stored generated ``duration_ns``: the rebuild drops it and adds it
-  back in front of ``content``. The foreign keys are dropped and re-created in the same rebuild, as
+- On SQLite, dropping the column rebuilds ``spans`` (batch mode), and SQLite rejects copying values
+  into the stored generated ``duration_ns``: the rebuild drops it and adds it back in front of
+  ``content``. The foreign keys are dropped and re-created in the same rebuild, as
   MLflow does, so the rebuilt table is the same.
 - ``assessments.is_numeric_value`` is added nullable (with a false default) and made NOT NULL once
   every row has a value.
@@ -24,8 +24,9 @@ Why-notes:
   PostgreSQL and BIGINT AUTO_INCREMENT on MySQL. The MySQL rollup lookup index indexes 64-character
   prefixes of the model columns to stay under the key-length limit; on PostgreSQL the span cost cover
   indexes are partial and carry the cost and model columns with INCLUDE.
-- In ``--sql`` mode nothing can be read, so the JSON backfill is left out of the script (a comment
-  says so); every DDL statement and the set-based steps are emitted.
+- In ``--sql`` mode nothing can be read, so the script has the new columns, tables and indexes but
+  neither the backfill nor the deletions that depend on it (running it would lose data); a comment
+  says so.
 """
 
 from __future__ import annotations
@@ -98,29 +99,35 @@ def _new_columns() -> dict[str, list[sa.Column]]:
 
 
 def upgrade() -> None:
-    legacy_present = offline() or has_column("spans", "dimension_attributes")
-    if legacy_present and not offline():
+    # Offline, nothing can be read, so nothing is moved or deleted (see OFFLINE_NOTE).
+    legacy_present = not offline() and has_column("spans", "dimension_attributes")
+    if legacy_present:
         _check_legacy_data()
     for table, columns in _new_columns().items():
         for column in columns:
             if not has_column(table, column.name):
                 op.add_column(table, column)
     if legacy_present:
-        if offline():
-            op.execute("-- the trace, span and assessment analytics backfill of revision 75868b020152 "
-                       "needs a live database connection and is not part of this script")
-        else:
-            _backfill_traces()
-            _backfill_spans()
+        _backfill_traces()
+        _backfill_spans()
         _backfill_gateway_trace_costs()
-        if not offline():
-            _backfill_assessments()
+        _backfill_assessments()
+    elif offline():
+        op.execute(OFFLINE_NOTE)
     _make_is_numeric_value_not_null()
     _create_rollup_tables()
     if legacy_present:
         _delete_legacy_rows()
         _drop_dimension_attributes()
     _create_indexes()
+
+
+OFFLINE_NOTE = (
+    "-- 75868b020152 moves data, which needs a live connection, so this script leaves it out.\n"
+    "-- Online, the upgrade here fills the new trace_info, spans and assessments columns from\n"
+    "-- trace_tags, trace_request_metadata, trace_metrics, span_metrics and spans.dimension_attributes,\n"
+    "-- then deletes those rows and drops spans.dimension_attributes. Run trackops db upgrade to do it"
+)
 
 
 # --- value rules ----------------------------------------------------------------------------------
