@@ -1,0 +1,151 @@
+"""`trackops serve` as a process and its preflight: fresh machine, behind head, unknown revision,
+streamed uploads with bounded memory, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+import sqlalchemy as sa
+
+from tests.compat.server import ServerProcess
+from trackops.config import Settings
+from trackops.db import revisions
+from trackops.db.engine import create_engine
+from trackops.errors import CheckFailedError
+from trackops.services.serve import preflight
+
+OLD_REVISION = "0584bdc529eb"  # MLflow 2.22's head
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def _database_at(url: str, revision: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            revisions.upgrade(conn, revision)
+    finally:
+        engine.dispose()
+
+
+def test_serve_without_arguments_creates_the_database_at_head_with_the_default_experiment(tmp_path):
+    server = ServerProcess([], tmp_path)
+    try:
+        body = _get_json(server.url + "/api/2.0/mlflow/experiments/get?experiment_id=0")
+        assert body["experiment"]["name"] == "Default"
+        assert body["experiment"]["artifact_location"] == "mlflow-artifacts:/0"
+        assert _get_json(server.url + "/ready")["ok"] is True
+        assert _get_json(server.url + "/version")["mlflow_compatible"] == "3.17.2"
+    finally:
+        server.stop()
+    assert (tmp_path / "mlflow.db").exists() and (tmp_path / "mlartifacts").is_dir()
+    assert "Created the database" in server.output()
+
+
+def test_a_database_behind_head_is_refused_with_the_upgrade_command(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    _database_at(url, OLD_REVISION)
+    result = subprocess.run([sys.executable, "-m", "trackops", "serve", "--backend-store-uri", url, "--port", "0"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 4, result.stderr
+    assert OLD_REVISION in result.stderr and f"trackops db upgrade --backend-store-uri {url}" in result.stderr
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert revisions.current_revision(conn) == OLD_REVISION  # untouched
+    engine.dispose()
+
+
+def test_upgrade_flag_upgrades_a_database_behind_head_then_serves(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    _database_at(url, OLD_REVISION)
+    report = preflight(Settings(backend_store_uri=url, artifacts_destination=str(tmp_path / "a")), upgrade=True)
+    assert report.upgraded_from == OLD_REVISION and report.revision == revisions.HEAD
+    assert report.default_experiment_created
+
+
+def test_an_unknown_revision_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    _database_at(url, "heads")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = 'fedcba987654'"))
+    engine.dispose()
+    with pytest.raises(CheckFailedError, match="fedcba987654"):
+        preflight(Settings(backend_store_uri=url, artifacts_destination=str(tmp_path / "a")), upgrade=True)
+
+
+def _peak_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
+def test_a_large_upload_and_download_stream_with_bounded_server_memory(tmp_path):
+    import httpx
+
+    size, chunk = 512 * 1024 * 1024, b"\x5a" * (1024 * 1024)
+    server = ServerProcess([], tmp_path)
+    try:
+        url = server.url + "/api/2.0/mlflow-artifacts/artifacts/0/big/artifacts/big.bin"
+        before = _peak_rss_kib(server.proc.pid)
+
+        def body():
+            for _ in range(size // len(chunk)):
+                yield chunk
+
+        with httpx.Client(timeout=300) as client:
+            assert client.put(url, content=body()).status_code == 200
+            received = 0
+            with client.stream("GET", url) as r:
+                for part in r.iter_bytes():
+                    received += len(part)
+        grown_mib = (_peak_rss_kib(server.proc.pid) - before) / 1024
+    finally:
+        server.stop()
+    assert received == size
+    assert (tmp_path / "mlartifacts" / "0" / "big" / "artifacts" / "big.bin").stat().st_size == size
+    assert grown_mib < 100, f"server peak memory grew by {grown_mib:.0f} MiB for a {size >> 20} MiB upload"
+
+
+def test_sigterm_lets_an_in_flight_upload_finish(tmp_path):
+    import httpx
+
+    server = ServerProcess([], tmp_path)
+    started, result = threading.Event(), {}
+
+    def body():
+        yield b"a" * 1024
+        started.set()
+        for _ in range(10):
+            time.sleep(0.1)
+            yield b"b" * 1024
+
+    def upload():
+        with httpx.Client(timeout=60) as client:
+            result["status"] = client.put(server.url + "/api/2.0/mlflow-artifacts/artifacts/0/x/slow.bin",
+                                          content=body()).status_code
+
+    thread = threading.Thread(target=upload)
+    thread.start()
+    assert started.wait(30)
+    time.sleep(0.2)
+    server.proc.send_signal(signal.SIGTERM)
+    thread.join(60)
+    code = server.proc.wait(timeout=60)
+    assert result.get("status") == 200
+    assert code in (0, -signal.SIGTERM)
+    assert (tmp_path / "mlartifacts" / "0" / "x" / "slow.bin").stat().st_size == 11 * 1024
