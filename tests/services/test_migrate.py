@@ -375,3 +375,33 @@ def test_sql_from_an_empty_server_database_renders_the_whole_chain_and_creates_n
             assert sa.inspect(conn).get_table_names() == []
     finally:
         engine.dispose()
+
+
+# --- releases ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("version", "revision"), [
+    ("1.30.1", "97727af70f4d"), ("2.12.2", "acf3f17fdcc7"), ("2.22.5", "0584bdc529eb"), ("3.17.2", HEAD),
+    ("1.13.0", "a8c4a736bde6"), ("2.13.0", "867495a8f9d4"), ("2.13.1", "5b0e9adcef9c")])
+def test_an_mlflow_version_resolves_to_the_head_it_expects(version, revision):
+    from trackops.db import releases
+
+    assert releases.resolve_target(version) == revision
+
+
+def test_unknown_or_too_new_mlflow_versions_are_usage_errors_with_nearby_releases():
+    from trackops.db import releases
+
+    with pytest.raises(UsageError) as info:
+        releases.resolve_target("2.12.9")
+    assert "2.12.2" in info.value.hint
+    with pytest.raises(UsageError, match="newer than trackops"):
+        releases.resolve_target("3.18.0")
+
+
+def test_every_revision_of_the_chain_has_the_release_that_introduced_it():
+    from trackops.db import releases
+
+    chain = [r.revision for r in migrate.available_chain()]
+    assert [r for r in releases.REVISION_FIRST_RELEASE if r not in releases.NEWER_REVISIONS] == chain
+    assert releases.first_release(revisions.ROOT) == "1.0.0"
+    assert releases.first_release(HEAD) == "3.17.0"
