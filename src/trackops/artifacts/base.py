@@ -89,11 +89,16 @@ class ArtifactConflict(UsageError):
 
 @dataclasses.dataclass(frozen=True, order=True)
 class ArtifactEntry:
-    """A file or directory: path relative to the repository root; size is None for directories."""
+    """A file or directory: path relative to the repository root; size is None for directories.
+
+    `modified` (seconds since the epoch) is filled by `walk` where the backend knows it; it is not
+    part of equality or ordering.
+    """
 
     path: str
     is_dir: bool
     size: int | None
+    modified: float | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,6 +253,20 @@ class ArtifactRepository(abc.ABC):
     @abc.abstractmethod
     def child(self, path: str) -> ArtifactRepository:
         """A repository rooted at `path` inside this one (sharing its connection)."""
+
+    def delete_files(self, files: Iterable[ArtifactEntry]) -> DeleteResult:
+        """Delete these files (entries from `walk`); absent ones are skipped; failures are reported.
+
+        Backends override this to batch (S3: DeleteObjects, 1000 keys a call).
+        """
+        result = DeleteResult()
+        for entry in files:
+            try:
+                if self.delete(entry.path):
+                    result += DeleteResult(1, entry.size or 0)
+            except ArtifactError as exc:
+                result += DeleteResult(failures=(DeleteFailure(entry.path, exc.message),))
+        return result
 
     def exists(self, path: str) -> bool:
         """True when a file or directory is at `path`."""

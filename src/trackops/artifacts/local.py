@@ -105,7 +105,7 @@ class LocalArtifactRepository(ArtifactRepository):
         if stat_module.S_ISDIR(st.st_mode):
             yield from self._walk_dir(path, full)
         elif path:
-            yield ArtifactEntry(path, False, st.st_size)
+            yield ArtifactEntry(path, False, st.st_size, st.st_mtime)
 
     def _walk_dir(self, path: str, full: Path) -> Iterator[ArtifactEntry]:
         try:
@@ -119,9 +119,10 @@ class LocalArtifactRepository(ArtifactRepository):
                 yield from self._walk_dir(rel, Path(entry.path))
             elif not entry.is_dir():  # a file, or a link to a file; links to folders are skipped
                 try:
-                    yield ArtifactEntry(rel, False, entry.stat().st_size)
+                    st = entry.stat()
                 except FileNotFoundError:
                     continue
+                yield ArtifactEntry(rel, False, st.st_size, st.st_mtime)
 
     def open(self, path: str, *, chunk_size: int = CHUNK_SIZE) -> ArtifactReader:
         path = validate_path(path, file=True)

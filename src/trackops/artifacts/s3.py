@@ -187,12 +187,12 @@ class S3ArtifactRepository(ArtifactRepository):
         if path:
             obj = self._file(path)
             if obj is not None:
-                yield ArtifactEntry(path, False, int(obj["Size"]))
+                yield ArtifactEntry(path, False, int(obj["Size"]), _modified(obj))
         for page in self._pages(self._folder(path)):
             for obj in page.get("Contents", []):
                 rel = None if obj["Key"].endswith("/") else self._rel(obj["Key"])
                 if rel is not None:
-                    yield ArtifactEntry(rel, False, int(obj["Size"]))
+                    yield ArtifactEntry(rel, False, int(obj["Size"]), _modified(obj))
 
     def stat(self, path: str) -> ArtifactEntry:
         path = validate_path(path)
@@ -268,6 +268,17 @@ class S3ArtifactRepository(ArtifactRepository):
             result += self._delete_batch(batch)
         return result
 
+    def delete_files(self, files) -> DeleteResult:
+        result, batch = DeleteResult(), {}
+        for entry in files:
+            batch[self._key(validate_path(entry.path, file=True))] = int(entry.size or 0)
+            if len(batch) == DELETE_BATCH:
+                result += self._delete_batch(batch)
+                batch = {}
+        if batch:
+            result += self._delete_batch(batch)
+        return result
+
     def _delete_batch(self, sizes: dict[str, int]) -> DeleteResult:
         objects = [{"Key": key} for key in sizes]
         try:
@@ -297,6 +308,11 @@ class S3ArtifactRepository(ArtifactRepository):
             return self.client.meta.endpoint_url
         except Exception:  # noqa: BLE001 - only used in messages
             return "the S3 endpoint"
+
+
+def _modified(obj: dict) -> float | None:
+    stamp = obj.get("LastModified")
+    return stamp.timestamp() if stamp is not None else None
 
 
 def _botocore_cause(exc: BaseException) -> BaseException | None:

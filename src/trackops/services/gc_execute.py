@@ -1,0 +1,281 @@
+"""Executing a gc plan once: files first, then rows, chunk by chunk; failures are per item.
+
+Order, and why:
+
+1. Runs, then logged models, then traces, then experiments (an experiment's rows can only go once
+   its members' rows are gone; its location goes after its members).
+2. Within each chunk of items, the artifact targets are deleted first and the rows after, and only
+   for the items whose files all went. An interruption therefore never leaves files that no row
+   points to: at worst rows point to files that are already gone, and the next gc (the item is
+   still in the deleted stage) deletes them; "already gone" counts as success.
+3. Orphaned prefixes last: nothing references them.
+
+On S3, targets that share a folder are found with one listing of that folder and deleted with
+DeleteObjects, 1000 keys a call, by a pool of workers; single targets are deleted in parallel.
+A failing item is reported and the others go on: the report's `failures` says which and why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import sqlalchemy as sa
+
+from trackops.artifacts.base import DeleteFailure, DeleteResult
+from trackops.artifacts.s3 import S3ArtifactRepository
+from trackops.errors import TrackopsError
+from trackops.services import gc_rows
+from trackops.services.gc_plan import ArtifactTarget, GcItem, GcPlan, Places, files_by_target, group_targets
+
+CHUNK_ITEMS = 500
+WORKERS = 8
+ROOT_OF = {"run": "runs", "logged_model": "logged_models", "trace": "trace_info", "experiment": "experiments"}
+PLURAL = {"run": "runs", "logged_model": "logged_models", "trace": "traces", "experiment": "experiments"}
+
+
+@dataclasses.dataclass(frozen=True)
+class GcEvent:
+    """Progress: ``start`` (total items), ``advance`` (items done, files/bytes freed so far), ``done``."""
+
+    kind: str
+    total: int = 0
+    advance: int = 0
+    phase: str = ""
+    files: int = 0
+    bytes: int = 0
+
+
+Progress = Callable[[GcEvent], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """An item (or orphaned prefix) that could not be deleted, and why; it is left for the next gc."""
+
+    kind: str
+    id: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class GcReport:
+    """What a gc did. ``to_json()`` (additive only): ``plan`` (see `GcPlan.to_json`), ``dry_run``,
+    ``executed``, ``deleted`` (``{runs, logged_models, traces, experiments, orphans}`` counts),
+    ``rows`` (``{table: rows}``), ``files``, ``bytes``, ``failures`` (``[{kind, id, reason}]``), ``seconds``."""
+
+    plan: GcPlan
+    dry_run: bool = False
+    executed: bool = False
+    deleted: dict[str, int] = dataclasses.field(default_factory=lambda: {k: 0 for k in (*PLURAL.values(), "orphans")})
+    rows: dict[str, int] = dataclasses.field(default_factory=dict)
+    files: int = 0
+    bytes: int = 0
+    failures: list[Failure] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_json(self) -> dict[str, Any]:
+        return {"plan": self.plan.to_json(), "dry_run": self.dry_run, "executed": self.executed,
+                "deleted": dict(self.deleted), "rows": dict(sorted(self.rows.items())), "files": self.files,
+                "bytes": self.bytes, "failures": [f.to_json() for f in self.failures],
+                "seconds": round(self.seconds, 3)}
+
+
+class Executor:
+    """Runs a `GcPlan` against the database engine and the artifact stores."""
+
+    def __init__(self, engine: sa.Engine, places: Places, progress: Progress | None = None,
+                 workers: int = WORKERS):
+        self.engine, self.places, self.workers = engine, places, workers
+        self.progress = progress or (lambda event: None)
+
+    def run(self, plan: GcPlan, report: GcReport | None = None) -> GcReport:
+        started = time.monotonic()
+        report = report or GcReport(plan)
+        total = sum(1 for _ in plan.items()) + len(plan.orphans)
+        self.progress(GcEvent("start", total=total))
+        failed_experiments: dict[str, str] = {}
+        for kind, items in (("run", plan.runs), ("logged_model", plan.logged_models),
+                            ("trace", plan.traces), ("experiment", plan.experiments)):
+            for chunk in gc_rows.chunks(items, CHUNK_ITEMS):
+                if kind == "experiment":
+                    chunk = self._drop_blocked(chunk, failed_experiments, report)
+                self._chunk(kind, chunk, report, failed_experiments)
+        self._orphans(plan.orphans, report)
+        report.executed = True
+        report.seconds = time.monotonic() - started
+        self.progress(GcEvent("done", files=report.files, bytes=report.bytes))
+        return report
+
+    # -- items ---------------------------------------------------------------------------------
+
+    def _drop_blocked(self, chunk: Sequence[GcItem], failed: dict[str, str], report: GcReport) -> list[GcItem]:
+        keep = []
+        for item in chunk:
+            if item.id in failed:
+                report.failures.append(Failure("experiment", item.id, f"kept: {failed[item.id]}"))
+                self._advance(report, 1)
+            else:
+                keep.append(item)
+        return keep
+
+    def _chunk(self, kind: str, chunk: Sequence[GcItem], report: GcReport, failed_experiments: dict[str, str]) -> None:
+        if not chunk:
+            return
+        errors = self._delete_artifacts(chunk, report)
+        ready = []
+        for item in chunk:
+            if item.id in errors:
+                self._fail(report, item, errors[item.id], failed_experiments)
+            else:
+                ready.append(item)
+        root = ROOT_OF[kind]
+        keys = [int(i.id) if kind == "experiment" else i.id for i in ready]
+        try:
+            self._count_rows(report, gc_rows.delete_rows(self.engine, root, keys))
+            report.deleted[PLURAL[kind]] += len(ready)
+        except (sa.exc.SQLAlchemyError, TrackopsError):
+            # Find the item that fails, one at a time; the rest go on.
+            for item, key in zip(ready, keys):
+                try:
+                    self._count_rows(report, gc_rows.delete_rows(self.engine, root, [key]))
+                    report.deleted[PLURAL[kind]] += 1
+                except (sa.exc.SQLAlchemyError, TrackopsError) as exc:
+                    self._fail(report, item, f"database: {_one_line(exc)}", failed_experiments)
+        self._advance(report, len(chunk))
+
+    def _fail(self, report: GcReport, item: GcItem, reason: str, failed_experiments: dict[str, str]) -> None:
+        report.failures.append(Failure(item.kind, item.id, reason))
+        if item.kind != "experiment" and item.experiment_id is not None:
+            failed_experiments.setdefault(item.experiment_id, f"{item.kind.replace('_', ' ')} {item.id} failed")
+
+    @staticmethod
+    def _count_rows(report: GcReport, rows: dict[str, int]) -> None:
+        for table, n in rows.items():
+            report.rows[table] = report.rows.get(table, 0) + n
+
+    def _advance(self, report: GcReport, n: int) -> None:
+        self.progress(GcEvent("advance", advance=n, files=report.files, bytes=report.bytes))
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def _delete_artifacts(self, chunk: Sequence[GcItem], report: GcReport) -> dict[str, str]:
+        """Delete every target of the chunk's items; the items that failed, with a reason."""
+        owner: dict[int, GcItem] = {}
+        targets: list[ArtifactTarget] = []
+        for item in chunk:
+            for t in item.artifacts:
+                owner[id(t)] = item
+                targets.append(t)
+        errors: dict[str, str] = {}
+        if not targets:
+            return errors
+        results = self._delete_targets(targets)
+        for target, outcome in results:
+            item = owner[id(target)]
+            if isinstance(outcome, DeleteResult):
+                report.files += outcome.files
+                report.bytes += outcome.bytes
+                if outcome.failures:
+                    first = outcome.failures[0]
+                    errors.setdefault(item.id, f"{len(outcome.failures)} file(s) not deleted under {target.uri}, "
+                                               f"e.g. {first.path}: {first.reason}")
+            else:
+                errors.setdefault(item.id, f"artifacts at {target.uri}: {outcome}")
+        return errors
+
+    def _delete_targets(self, targets: Sequence[ArtifactTarget]) -> list[tuple[ArtifactTarget, DeleteResult | str]]:
+        """Delete targets (grouped where one listing serves many); (target, result or error text) each."""
+        try:
+            groups = group_targets(targets, self.places)
+        except TrackopsError as exc:
+            return [(t, _one_line(exc)) for t in targets]
+
+        def one(group) -> list[tuple[ArtifactTarget, DeleteResult | str]]:
+            parent, members = group
+            try:
+                repo = self.places.repo(members[0].root)
+                if parent is None:
+                    return [(members[0], repo.delete_prefix(members[0].path))]
+                return self._delete_grouped(repo, parent, members)
+            except TrackopsError as exc:
+                return [(t, _one_line(exc)) for t in members]
+
+        out: list[tuple[ArtifactTarget, DeleteResult | str]] = []
+        parallel = any(isinstance(self.places.repo(g[1][0].root), S3ArtifactRepository) for g in groups)
+        if parallel and len(groups) > 1:
+            with ThreadPoolExecutor(self.workers) as pool:
+                for part in pool.map(one, groups):
+                    out.extend(part)
+        else:
+            for g in groups:
+                out.extend(one(g))
+        return out
+
+    def _delete_grouped(self, repo, parent: str, members: Sequence[ArtifactTarget]):
+        """One walk of `parent`, files routed to their target, deleted in batches (DeleteObjects on S3)."""
+        per_target: dict[int, DeleteResult] = {id(t): DeleteResult() for t in members}
+        batch: list = []
+        batch_owner: list[int] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            result = repo.delete_files(batch)
+            failed = {f.path: f.reason for f in result.failures}
+            for entry, key in zip(batch, batch_owner):
+                if entry.path in failed:
+                    per_target[key] += DeleteResult(failures=(DeleteFailure(entry.path, failed[entry.path]),))
+                else:
+                    per_target[key] += DeleteResult(1, entry.size or 0)
+            batch.clear()
+            batch_owner.clear()
+
+        for target, entry in files_by_target(repo, parent, members):
+            batch.append(entry)
+            batch_owner.append(id(target))
+            if len(batch) >= 1000:
+                flush()
+        flush()
+        return [(t, per_target[id(t)]) for t in members]
+
+    # -- orphans -------------------------------------------------------------------------------
+
+    def _orphans(self, orphans: Sequence[ArtifactTarget], report: GcReport) -> None:
+        if not orphans:
+            return
+
+        def one(target: ArtifactTarget):
+            try:
+                return target, self.places.repo(target.root).delete_prefix(target.path)
+            except TrackopsError as exc:
+                return target, _one_line(exc)
+
+        with ThreadPoolExecutor(self.workers) as pool:
+            for target, outcome in pool.map(one, orphans):
+                if isinstance(outcome, DeleteResult):
+                    report.files += outcome.files
+                    report.bytes += outcome.bytes
+                    if outcome.failures:
+                        report.failures.append(Failure("orphan", target.uri,
+                                                       f"{len(outcome.failures)} file(s) not deleted"))
+                    else:
+                        report.deleted["orphans"] += 1
+                else:
+                    report.failures.append(Failure("orphan", target.uri, outcome))
+                self._advance(report, 1)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(getattr(exc, "orig", None) or exc)
+    return (text.strip().splitlines() or [type(exc).__name__])[0][:300]
