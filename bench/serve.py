@@ -1,0 +1,203 @@
+"""Benchmark: the same client workload against `mlflow server` and `trackops serve`, side by side.
+
+Both servers run on this machine on their own SQLite file (same backend type), with their default
+worker settings, one after the other. The workload is plain HTTP as the `mlflow` client sends it
+(`requests`), measured both ways a client connects: one reused connection (a `requests.Session`,
+what the `mlflow` client does) and a new connection per request.
+
+  log-metric     sequential POST runs/log-metric, requests/s (both ways)
+  log-batch      POST runs/log-batch with 1000 metrics each, metrics/s (reused connection)
+  search         POST runs/search returning 1000 of 2000 runs with a metric filter, seconds per call
+  concurrent     8 clients logging metrics at once, aggregate requests/s (reused connections)
+  idle RSS       resident memory of the server's whole process tree after start-up, before load
+
+Prints each figure for both servers and the ratio (trackops over MLflow for rates, MLflow over
+trackops for times and memory: above 1 means trackops is better). Not a test.
+
+Usage:
+  python bench/serve.py [--requests 300] [--batches 20] [--searches 5] [--runs 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+API = "/api/2.0/mlflow"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MiB (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except OSError:
+                continue
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def start(argv: list[str], cwd: Path, url: str) -> subprocess.Popen:
+    proc = subprocess.Popen(argv, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/health", timeout=1).status_code == 200:
+                return proc
+        except requests.RequestException:
+            time.sleep(0.2)
+    proc.kill()
+    sys.exit(f"{argv[0]} did not start")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+
+
+def post(session, url: str, path: str, body: dict) -> dict:
+    r = (session or requests).post(url + API + path, json=body, timeout=60)
+    r.raise_for_status()
+    return r.json()
+
+
+def new_run(session, url: str, experiment_id: str = "0") -> str:
+    return post(session, url, "/runs/create", {"experiment_id": experiment_id,
+                                               "start_time": int(time.time() * 1000)})["run"]["info"]["run_id"]
+
+
+def log_metrics(session, url: str, run_id: str, n: int) -> float:
+    """Seconds for n sequential log-metric calls (session None: a new connection each time)."""
+    started = time.perf_counter()
+    for i in range(n):
+        post(session, url, "/runs/log-metric", {"run_id": run_id, "run_uuid": run_id, "key": "loss", "value": i * 0.5,
+                                                "timestamp": int(time.time() * 1000), "step": i})
+    return time.perf_counter() - started
+
+
+def workload(url: str, args) -> dict[str, float]:
+    out: dict[str, float] = {}
+    s = requests.Session()
+    run_id = new_run(s, url)
+    log_metrics(s, url, run_id, 10)  # warm-up
+    out["log-metric reused (req/s)"] = args.requests / log_metrics(s, url, run_id, args.requests)
+    out["log-metric new conn (req/s)"] = args.requests / log_metrics(None, url, run_id, args.requests)
+
+    batch_run = new_run(s, url)
+    started = time.perf_counter()
+    for b in range(args.batches):
+        now = int(time.time() * 1000)
+        post(s, url, "/runs/log-batch", {"run_id": batch_run, "metrics": [
+            {"key": f"m{i % 10}", "value": i * 0.1, "timestamp": now, "step": b * 100 + i // 10} for i in range(1000)]})
+    out["log-batch (metrics/s)"] = args.batches * 1000 / (time.perf_counter() - started)
+
+    # 2000 runs in their own experiment, half with score >= 1000.
+    eid = post(s, url, "/experiments/create", {"name": f"search-{uuid.uuid4().hex[:8]}"})["experiment_id"]
+    for i in range(args.runs):
+        rid = new_run(s, url, eid)
+        post(s, url, "/runs/log-batch", {"run_id": rid, "metrics": [{"key": "score", "value": i, "timestamp": 1}],
+                                         "params": [{"key": "p", "value": str(i % 7)}]})
+    half = args.runs // 2
+    body = {"experiment_ids": [eid], "filter": f"metrics.score >= {half}", "max_results": 1000,
+            "order_by": ["metrics.score DESC"]}
+    found = post(s, url, "/runs/search", body)
+    assert len(found["runs"]) == min(1000, half), len(found["runs"])
+    started = time.perf_counter()
+    for _ in range(args.searches):
+        post(s, url, "/runs/search", body)
+    out["search 1000 of 2000 (s/call)"] = (time.perf_counter() - started) / args.searches
+
+    per_client = max(1, args.requests // 4)
+    runs = [new_run(s, url) for _ in range(8)]
+    barrier = threading.Barrier(9)
+
+    def client(rid: str) -> None:
+        session = requests.Session()
+        log_metrics(session, url, rid, 2)
+        barrier.wait()
+        log_metrics(session, url, rid, per_client)
+
+    threads = [threading.Thread(target=client, args=(r,)) for r in runs]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    out["8 concurrent clients (req/s)"] = 8 * per_client / (time.perf_counter() - started)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--searches", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=2000)
+    args = parser.parse_args()
+
+    results: dict[str, dict[str, float]] = {}
+    for name in ("mlflow", "trackops"):
+        work = Path(tempfile.mkdtemp(prefix=f"bench-serve-{name}-"))
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        common = ["--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}", "--artifacts-destination",
+                  str(work / "mlartifacts"), "--host", "127.0.0.1", "--port", str(port)]
+        argv = [str(BIN / name), "server" if name == "mlflow" else "serve", *common]
+        proc = start(argv, work, url)
+        try:
+            time.sleep(3)  # let every worker finish starting before measuring idle memory
+            idle = tree_rss_mib(proc.pid)
+            print(f"{name}: running the workload ...", file=sys.stderr, flush=True)
+            results[name] = {"idle RSS (MiB)": idle, **workload(url, args)}
+        finally:
+            stop(proc)
+            shutil.rmtree(work, ignore_errors=True)
+
+    print(f"{'measure':34} {'mlflow':>12} {'trackops':>12} {'ratio':>8}")
+    for key in results["mlflow"]:
+        m, t = results["mlflow"][key], results["trackops"][key]
+        better_when_lower = "(s/call)" in key or "(MiB)" in key
+        ratio = m / t if better_when_lower else t / m
+        print(f"{key:34} {m:12.2f} {t:12.2f} {ratio:7.2f}x")
+
+
+if __name__ == "__main__":
+    main()
