@@ -405,3 +405,33 @@ def test_every_revision_of_the_chain_has_the_release_that_introduced_it():
     assert [r for r in releases.REVISION_FIRST_RELEASE if r not in releases.NEWER_REVISIONS] == chain
     assert releases.first_release(revisions.ROOT) == "1.0.0"
     assert releases.first_release(HEAD) == "3.17.0"
+
+
+@pytest.mark.parametrize("server", ["postgres_url", "mysql_url"])
+def test_an_upgrade_killed_half_way_can_be_run_again_to_the_correct_schema(request, server):
+    import signal
+    import subprocess
+    import sys
+
+    url = request.getfixturevalue(server)
+    migrate.upgrade(settings(url), to="1.30.1")
+    trackops = Path(sys.executable).parent / "trackops"
+    proc = subprocess.Popen([str(trackops), "db", "upgrade", "--yes", "--backend-store-uri", url],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        steps_seen = 0
+        for line in proc.stderr:  # one line per applied step: kill after the third
+            steps_seen += line.startswith("  ") and "s  " in line
+            if steps_seen == 3:
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.wait(timeout=300)
+        proc.stderr.close()
+    assert steps_seen == 3 and proc.returncode == -signal.SIGKILL
+    if server == "postgres_url":
+        assert revision_of(url) == "97727af70f4d"  # one transaction: nothing of it survived
+
+    migrate.upgrade(settings(url))
+    assert revision_of(url) == HEAD
+    assert migrate.check(settings(url)).clean
