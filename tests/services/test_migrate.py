@@ -435,3 +435,21 @@ def test_an_upgrade_killed_half_way_can_be_run_again_to_the_correct_schema(reque
     migrate.upgrade(settings(url))
     assert revision_of(url) == HEAD
     assert migrate.check(settings(url)).clean
+
+
+def test_a_bare_0_9_1_database_without_alembic_version_is_upgraded_from_the_root(sqlite_url):
+    from trackops.db.baseline import create_baseline
+
+    engine = engine_for(sqlite_url)
+    try:
+        with engine.begin() as conn:
+            create_baseline(conn)
+            conn.execute(sa.text("INSERT INTO experiments (name, artifact_location, lifecycle_stage) "
+                                 "VALUES ('old', '/srv/old', 'active')"))
+    finally:
+        engine.dispose()
+    report = migrate.upgrade(settings(sqlite_url))
+    assert report.plan.current is None and report.plan.needs_confirmation
+    assert report.applied[0][0].revision == revisions.ROOT
+    assert revision_of(sqlite_url) == HEAD
+    assert query(sqlite_url, "SELECT name, workspace FROM experiments") == [("old", "default")]
