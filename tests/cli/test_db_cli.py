@@ -10,6 +10,7 @@ from pathlib import Path
 
 from trackops.cli.main import invoke
 from trackops.db import revisions
+from trackops.db.own_schema import own_head
 from trackops.services.locking import hold_lock
 
 HEAD = revisions.HEAD
@@ -27,7 +28,8 @@ def test_upgrade_json_then_noop_then_current_check(capsys, sqlite_url):
     assert code == 0 and data["from_revision"] is None and data["to_revision"] == "acf3f17fdcc7"
     assert data["steps"][0]["revision"] == "baseline" and {"revision", "purpose", "mlflow_version", "seconds"} \
         <= set(data["steps"][1])
-    assert data["trackops_tables"]["applied"] == ["t0001"]
+    assert data["trackops_tables"]["applied"][0] == "t0001"
+    assert data["trackops_tables"]["applied"][-1] == data["trackops_tables"]["to_revision"] == own_head()
 
     code, out, err = run(capsys, "db", "upgrade", "--backend-store-uri", sqlite_url, "--to", "2.12.2")
     assert code == 0 and out == "" and "Nothing to do" in err
