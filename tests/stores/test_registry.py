@@ -446,3 +446,22 @@ def test_long_values_are_refused_without_sql(reg, head_db_url):
     with pytest.raises(InvalidParameterValue) as err:
         reg.update_registered_model("m", "d" * 5001)
     _no_sql(str(err.value))
+
+
+def test_names_match_as_the_database_collates_them(reg, head_db_url):
+    """MySQL's default collation ignores case, so there (as with MLflow) "FRAUD" finds "fraud"."""
+    reg.create_registered_model("fraud")
+    reg.create_model_version("fraud", "s3://b/1")
+    if sa.make_url(head_db_url).get_backend_name() == "mysql":
+        assert reg.get_registered_model("FRAUD").name == "fraud"
+        assert reg.get_model_version("FRAUD", 1).name == "fraud"
+        assert reg.create_model_version("Fraud", "s3://b/2").name == "fraud"
+        assert reg.rename_registered_model("fraud", "Fraud").name == "Fraud"
+        assert [v.name for v in reg.get_latest_versions("fraud")] == ["Fraud"]
+        with pytest.raises(ResourceAlreadyExists):
+            reg.create_registered_model("FRAUD")
+    else:
+        with pytest.raises(ResourceDoesNotExist):
+            reg.get_registered_model("FRAUD")
+        reg.create_registered_model("FRAUD")
+        assert reg.get_registered_model("FRAUD").latest_versions == []

@@ -124,12 +124,15 @@ class RegistryStore:
         return conn.execute(RM.update().where(RM.c.workspace == WORKSPACE, RM.c.name == name)
                             .values(last_updated_time=when)).rowcount
 
-    @staticmethod
-    def _one_version(conn: sa.Connection, name: str, version: int) -> ModelVersion:
-        found = load_model_versions(conn, [(name, version)])
-        if not found:
-            raise _version_missing(name, version)
-        return found[0]
+    @classmethod
+    def _one_version(cls, conn: sa.Connection, name: str, version: int) -> ModelVersion:
+        # Loaded by the stored name: MySQL's collation matches names regardless of case, as MLflow does there.
+        row = cls._version_row(conn, name, version)
+        return load_model_versions(conn, [(row.name, row.version)])[0]
+
+    @classmethod
+    def _one_model(cls, conn: sa.Connection, name: str) -> RegisteredModel:
+        return load_registered_models(conn, [cls._model_row(conn, name).name])[0]
 
     # --- registered models ---------------------------------------------------------------------
 
@@ -167,10 +170,7 @@ class RegistryStore:
         """The model with its tags, aliases and latest version per stage."""
         validate_model_name(name)
         with self._read() as conn:
-            found = load_registered_models(conn, [name])
-        if not found:
-            raise _model_missing(name)
-        return found[0]
+            return self._one_model(conn, name)
 
     def update_registered_model(self, name: str, description: str | None) -> RegisteredModel:
         validate_model_name(name)
@@ -179,7 +179,7 @@ class RegistryStore:
                                    .values(description=description, last_updated_time=now_ms())).rowcount
             if not updated:
                 raise _model_missing(name)
-            return load_registered_models(conn, [name])[0]
+            return self._one_model(conn, name)
 
     def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
         """Rename a model; its versions, tags and aliases follow. A taken new name is ResourceAlreadyExists."""
@@ -190,9 +190,10 @@ class RegistryStore:
         when = now_ms()
         try:
             with self._write() as conn:
-                self._model_row(conn, name, lock=True)
-                if new_name != name and conn.execute(
-                        sa.select(RM.c.name).where(RM.c.workspace == WORKSPACE, RM.c.name == new_name)).first():
+                name = self._model_row(conn, name, lock=True).name
+                taken = conn.execute(sa.select(RM.c.name).where(RM.c.workspace == WORKSPACE,
+                                                                RM.c.name == new_name)).first()
+                if taken is not None and taken.name != name:
                     raise ResourceAlreadyExists(f"Registered Model (name={new_name}) already exists.")
                 conn.execute(RM.update().where(RM.c.workspace == WORKSPACE, RM.c.name == name)
                              .values(name=new_name, last_updated_time=when))
@@ -251,7 +252,7 @@ class RegistryStore:
         validate_model_name(name)
         wanted = {canonical_stage(st) for st in stages} if stages else {st.value for st in ModelVersionStage}
         with self._read() as conn:
-            self._model_row(conn, name)
+            name = self._model_row(conn, name).name
             keys = [(mv.name, int(mv.version)) for mv in latest_versions(conn, [name])[name]
                     if mv.current_stage in wanted]
             return load_model_versions(conn, keys)
@@ -309,6 +310,7 @@ class RegistryStore:
                 with self._write() as conn:
                     if not self._touch_model(conn, name, when):
                         raise _model_missing(name)
+                    name = self._model_row(conn, name).name
                     highest = conn.execute(sa.select(sa.func.max(MV.c.version))
                                            .where(MV.c.workspace == WORKSPACE, MV.c.name == name)).scalar()
                     version = (highest or 0) + 1
