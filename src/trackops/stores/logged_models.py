@@ -168,7 +168,10 @@ class LoggedModelStore:
 
     @staticmethod
     def _row(conn: sa.Connection, model_id: str, *, lock: bool = False):
-        """The model's row, deleted or not (MLflow lets tags, params and status change after delete)."""
+        """The model's row, deleted or not (MLflow lets tags, params and status change after delete).
+
+        Writes use the stored id from this row: MySQL's collation also matches an id in another case.
+        """
         query = sa.select(LM.c.model_id, LM.c.experiment_id, LM.c.lifecycle_stage).where(LM.c.model_id == model_id)
         if lock:
             query = query.with_for_update()
@@ -218,7 +221,7 @@ class LoggedModelStore:
         except ValueError:
             raise InvalidParameterValue(f"Invalid logged model status {status!r}.") from None
         with self._write() as conn:
-            self._row(conn, model_id, lock=True)
+            model_id = self._row(conn, model_id, lock=True).model_id
             conn.execute(LM.update().where(LM.c.model_id == model_id)
                          .values(status=final.number, last_updated_timestamp_ms=experiments.now_ms()))
             return load_logged_models(conn, [model_id])[0]
@@ -236,7 +239,7 @@ class LoggedModelStore:
         wanted = _pairs(tags)
         with self._write() as conn:
             row = self._row(conn, model_id)
-            upsert(conn, LMT, [{"model_id": model_id, "experiment_id": row.experiment_id, "tag_key": k,
+            upsert(conn, LMT, [{"model_id": row.model_id, "experiment_id": row.experiment_id, "tag_key": k,
                                 "tag_value": v} for k, v in wanted.items()], ["tag_value"])
 
     def delete_logged_model_tag(self, model_id: str, key: str) -> None:
@@ -259,6 +262,7 @@ class LoggedModelStore:
             return
         with self._write() as conn:
             row = self._row(conn, model_id)
+            model_id = row.model_id
             insert_ignoring_duplicates(conn, LMP, [{"model_id": model_id, "experiment_id": row.experiment_id,
                                                     "param_key": k, "param_value": v} for k, v in wanted.items()])
             changed = []
