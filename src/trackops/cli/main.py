@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from trackops import __version__
+from trackops.cli import gc as gc_cmd
 from trackops.cli import info as info_cmd
 from trackops.cli import serve as serve_cmd
 from trackops.cli.db import app as db_app
@@ -51,6 +52,7 @@ def main(
 
 app.command("info", epilog=EXIT_CODES_EPILOG)(info_cmd.info)
 app.command("serve", epilog=EXIT_CODES_EPILOG)(serve_cmd.serve)
+app.command("gc", epilog=EXIT_CODES_EPILOG)(gc_cmd.gc)
 app.add_typer(db_app, name="db")
 
 

@@ -81,13 +81,17 @@ class ArtifactTarget:
     files: int = 0
     bytes: int = 0
     newest: float | None = None  # newest file's modification time (seconds), when known
+    error: str | None = None  # why it could not be listed while planning (execution will retry)
 
     @property
     def uri(self) -> str:
         return f"{self.root}/{self.path}" if self.path else self.root
 
     def to_json(self) -> dict[str, Any]:
-        return {"uri": self.uri, "files": self.files, "bytes": self.bytes}
+        data: dict[str, Any] = {"uri": self.uri, "files": self.files, "bytes": self.bytes}
+        if self.error:
+            data["error"] = self.error
+        return data
 
 
 @dataclasses.dataclass
@@ -220,13 +224,19 @@ def split_parent(place: str) -> tuple[str, str] | None:
     return place.rsplit("/", 1)[0], parts[-1]
 
 
-def member_target(place: str, member_id: str) -> ArtifactTarget | None:
-    """A member's folder: ``.../<id>/artifacts`` -> the ``<id>`` folder; else the URI itself."""
+def member_target(place: str, member_id: str, experiment_location: str | None = None) -> ArtifactTarget | None:
+    """A member's folder: ``.../<id>/artifacts`` -> the ``<id>`` folder; else the URI itself.
+
+    Inside its experiment's location the target is rooted there, so that the folders a delete
+    empties (``models/``, ``traces/``) are removed up to the location.
+    """
     base = place
     marker = f"/{member_id}/"
     cut = (place + "/").find(marker)
     if cut >= 0:
         base = place[:cut + len(marker) - 1]
+    if experiment_location and base.startswith(experiment_location + "/"):
+        return ArtifactTarget(experiment_location, base[len(experiment_location) + 1:])
     parent = split_parent(base)
     return None if parent is None else ArtifactTarget(parent[0], parent[1])
 
@@ -473,8 +483,8 @@ def build_plan(conn: sa.Connection, places: Places, selection: Selection, *, dat
         item = GcItem(kind, mid, exp)
         if place is None:
             return item
-        target = member_target(place, mid)
         own = locations.get(exp)
+        target = member_target(place, mid, own)
         if target is None or (own and within(own, target.uri)):
             hold_member(kind, mid, exp, f"its artifact URI {uri} is its experiment's whole location")
             return None
@@ -511,7 +521,7 @@ def build_plan(conn: sa.Connection, places: Places, selection: Selection, *, dat
         for t in conn.execute(query):
             item = GcItem("trace", t.request_id, str(t.experiment_id))
             place = places.try_canonical(t.value)
-            target = member_target(place, t.request_id) if place else None
+            target = member_target(place, t.request_id, locations.get(str(t.experiment_id))) if place else None
             if target is not None:
                 item.artifacts.append(target)
             trace_items.append(item)
@@ -553,8 +563,12 @@ def group_targets(targets: Sequence[ArtifactTarget], places: Places) -> list[tup
     singles: list[ArtifactTarget] = []
     for (root, parent), members in by_parent.items():
         repo = places.repo(root)
-        if isinstance(repo, S3ArtifactRepository) and len(members) >= GROUP_MIN \
-                and len(members) * 4 >= sum(1 for e in repo.list(parent) if e.is_dir):
+        try:
+            grouped = isinstance(repo, S3ArtifactRepository) and len(members) >= GROUP_MIN \
+                and len(members) * 4 >= sum(1 for e in repo.list(parent) if e.is_dir)
+        except TrackopsError:
+            grouped = False  # listing failed: each target reports its own error
+        if grouped:
             groups.append((parent, members))
         else:
             singles.extend(members)
@@ -578,16 +592,23 @@ def scan(targets: Sequence[ArtifactTarget], places: Places, workers: int = 8) ->
 
     def count(group: tuple[str | None, list[ArtifactTarget]]) -> None:
         parent, members = group
-        repo = places.repo(members[0].root)
-        pairs = files_by_target(repo, parent, members) if parent is not None else \
-            ((members[0], e) for e in repo.walk(members[0].path))
-        for target, entry in pairs:
-            target.files += 1
-            target.bytes += entry.size or 0
-            if entry.modified is not None and (target.newest is None or entry.modified > target.newest):
-                target.newest = entry.modified
+        try:
+            repo = places.repo(members[0].root)
+            pairs = files_by_target(repo, parent, members) if parent is not None else \
+                ((members[0], e) for e in repo.walk(members[0].path))
+            for target, entry in pairs:
+                target.files += 1
+                target.bytes += entry.size or 0
+                if entry.modified is not None and (target.newest is None or entry.modified > target.newest):
+                    target.newest = entry.modified
+        except TrackopsError as exc:
+            for target in members:
+                target.error = exc.message
 
-    groups = group_targets(targets, places)
+    try:
+        groups = group_targets(targets, places)
+    except TrackopsError:
+        groups = [(None, [t]) for t in targets]
     if any(isinstance(places.repo(g[1][0].root), S3ArtifactRepository) for g in groups):
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(count, groups))

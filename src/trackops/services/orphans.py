@@ -111,4 +111,4 @@ def find_orphans(conn: sa.Connection, places: Places, *, cutoff_s: float,
 
     # 3. Size and age; young ones stay.
     scan(orphans, places)
-    return [t for t in orphans if t.newest is None or t.newest < cutoff_s]
+    return [t for t in orphans if t.error is None and (t.newest is None or t.newest < cutoff_s)]

@@ -1,0 +1,188 @@
+"""`trackops gc`: permanent deletion of soft-deleted runs, experiments and logged models; orphan sweep."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from trackops.cli.common import ArtifactsDestination, BackendStoreUri, JsonOutput, console, print_json, settings_from
+from trackops.errors import PartialFailureError, UsageError
+from trackops.services import gc as gc_service
+
+OlderThan = Annotated[str | None, typer.Option(
+    "--older-than", metavar="AGE",
+    help="Only items deleted (runs) or last updated (experiments, logged models) longer ago than AGE: "
+         "30d, 12h, 90m, 1w, or MLflow's 1d2h3m4s. With --orphans also the minimum age of an orphan "
+         "(default 1d).")]
+RunIds = Annotated[str | None, typer.Option("--run-ids", metavar="ID,...", help="Only these runs (comma-separated).")]
+ExperimentIds = Annotated[str | None, typer.Option(
+    "--experiment-ids", metavar="ID,...", help="Only these experiments, with all their runs (comma-separated).")]
+LoggedModelIds = Annotated[str | None, typer.Option(
+    "--logged-model-ids", metavar="ID,...", help="Only these logged models (comma-separated).")]
+Orphans = Annotated[bool, typer.Option(
+    "--orphans", help="Also delete run, model and experiment folders in the artifact store that no row references.")]
+ForceRegistered = Annotated[bool, typer.Option(
+    "--force-registered",
+    help="Also delete runs and logged models whose files a model version or a live logged model still uses.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan (what would go, what is held) and delete nothing.")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")]
+
+
+def _ids(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not ids:
+        raise UsageError(f"no ids in {text!r}", hint="pass comma-separated ids, e.g. --run-ids a1b2,c3d4")
+    return ids
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+class _Bar:
+    """A Rich progress bar over the items being deleted, on stderr."""
+
+    def __init__(self) -> None:
+        self.bar: Progress | None = None
+        self.task = None
+
+    def __call__(self, event: gc_service.GcEvent) -> None:
+        if event.kind == "start":
+            self.bar = Progress(TextColumn("deleting"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[freed]}"), TimeElapsedColumn(),
+                                console=console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("deleting", total=event.total, freed="")
+        elif event.kind == "advance" and self.bar is not None:
+            self.bar.update(self.task, advance=event.advance, freed=f"{event.files} files, {_size(event.bytes)}")
+        elif event.kind == "done":
+            self.stop()
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def _render_plan(plan: gc_service.GcPlan) -> None:
+    table = Table(title=f"gc plan for {plan.database}", title_justify="left", show_edge=False)
+    for column in ("kind", "id", "experiment", "files", "bytes", "where"):
+        table.add_column(column, justify="right" if column in ("files", "bytes") else "left", overflow="fold")
+    shown = 0
+    for item in plan.items():
+        if shown >= 50:
+            break
+        files = sum(t.files for t in item.artifacts)
+        size = sum(t.bytes for t in item.artifacts)
+        where = ", ".join(t.uri for t in item.artifacts) or (
+            f"(in experiment {item.covered_by}'s folder)" if item.covered_by else "-")
+        table.add_row(item.kind, item.id, item.experiment_id or "-", str(files), _size(size), where)
+        shown += 1
+    for target in plan.orphans[: max(0, 50 - shown)]:
+        table.add_row("orphan", "-", "-", str(target.files), _size(target.bytes), target.uri)
+    console.print(table)
+    total = sum(1 for _ in plan.items()) + len(plan.orphans)
+    if total > 50:
+        console.print(f"  ... and {total - 50} more (use --json for the full list)", markup=False)
+    if plan.rows:
+        console.print("rows: " + ", ".join(f"{t} {n}" for t, n in sorted(plan.rows.items())), markup=False,
+                      soft_wrap=True)
+    for held in plan.held[:50]:
+        console.print(f"held {held.kind} {held.id}: {held.reason}", markup=False, soft_wrap=True)
+    if len(plan.held) > 50:
+        console.print(f"  ... and {len(plan.held) - 50} more held", markup=False)
+    console.print(f"{len(plan.runs)} runs, {len(plan.logged_models)} logged models, {len(plan.traces)} traces, "
+                  f"{len(plan.experiments)} experiments, {len(plan.orphans)} orphaned folders; "
+                  f"{sum(v for k, v in plan.rows.items() if '(' not in k)} rows, {plan.files} files, "
+                  f"{_size(plan.bytes)}; {len(plan.held)} held.", markup=False, soft_wrap=True)
+
+
+def _confirm(yes: bool):
+    def confirm(plan: gc_service.GcPlan) -> bool:
+        if yes:
+            return True
+        what = (f"Permanently delete {len(plan.runs)} runs, {len(plan.logged_models)} logged models, "
+                f"{len(plan.experiments)} experiments and {len(plan.orphans)} orphaned folders "
+                f"({plan.files} files, {_size(plan.bytes)})?")
+        if not sys.stdin.isatty():
+            raise UsageError("gc deletes data for good and needs confirmation, and there is no terminal to ask on",
+                             hint="look at the plan with --dry-run, then add --yes")
+        _render_plan(plan)
+        return typer.confirm(what, default=False, err=True)
+    return confirm
+
+
+def gc(
+    backend_store_uri: BackendStoreUri = None,
+    artifacts_destination: ArtifactsDestination = None,
+    older_than: OlderThan = None,
+    run_ids: RunIds = None,
+    experiment_ids: ExperimentIds = None,
+    logged_model_ids: LoggedModelIds = None,
+    orphans: Orphans = False,
+    force_registered: ForceRegistered = False,
+    dry_run: DryRun = False,
+    yes: Yes = False,
+    json_output: JsonOutput = False,
+) -> int:
+    """Permanently delete soft-deleted runs, experiments and logged models, and orphaned artifacts.
+
+    Plans first: the runs, logged models, traces and experiments that go, their rows per table, their
+    artifact folders with file counts and bytes, and what is held and why (a model version or a live
+    logged model still uses the files, too young, not deleted). --dry-run prints the plan and deletes
+    nothing. Files go before the rows that point to them, so an interrupted gc leaves nothing that
+    cannot be found, and running it again finishes the job. mlflow-artifacts:/ URIs are resolved
+    against --artifacts-destination directly: no server is needed. Exit 3 when some items failed
+    (the others were deleted); exit 11 when another gc, upgrade or backup holds the lock.
+
+    Examples:
+
+      trackops gc --older-than 30d --dry-run
+
+      trackops gc --run-ids 3f2a...,9c1b... --yes
+
+      trackops gc --orphans --older-than 7d --artifacts-destination s3://bucket/mlartifacts --yes --json
+    """
+    settings = settings_from(backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination)
+    bar = None if (json_output or dry_run) else _Bar()
+    try:
+        report = gc_service.gc(settings, older_than=older_than, run_ids=_ids(run_ids),
+                               experiment_ids=_ids(experiment_ids), logged_model_ids=_ids(logged_model_ids),
+                               orphans=orphans, force_registered=force_registered, dry_run=dry_run,
+                               confirm=_confirm(yes), progress=bar)
+    finally:
+        if bar is not None:
+            bar.stop()
+    plan = report.plan
+    if json_output:
+        print_json(report.to_json())
+    elif dry_run:
+        _render_plan(plan)
+        console.print("Dry run: nothing was deleted.", markup=False)
+    elif not report.executed:
+        for held in plan.held:
+            console.print(f"held {held.kind} {held.id}: {held.reason}", markup=False, soft_wrap=True)
+        console.print(f"Nothing to delete ({len(plan.held)} held).", markup=False)
+    else:
+        d = report.deleted
+        console.print(f"Deleted {d['runs']} runs, {d['logged_models']} logged models, {d['traces']} traces, "
+                      f"{d['experiments']} experiments, {d['orphans']} orphaned folders: "
+                      f"{sum(report.rows.values())} rows, {report.files} files, {_size(report.bytes)} freed "
+                      f"in {report.seconds:.2f}s; {len(plan.held)} held.", markup=False, soft_wrap=True)
+        for failure in report.failures:
+            console.print(f"failed {failure.kind} {failure.id}: {failure.reason}", markup=False, soft_wrap=True)
+    if report.failures:
+        raise PartialFailureError(f"{len(report.failures)} item(s) could not be deleted; the rest were",
+                                  hint="fix the cause shown above and run trackops gc again: it picks up where it stopped")
+    return 0
