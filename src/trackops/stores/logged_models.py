@@ -278,7 +278,7 @@ class LoggedModelStore:
     def search_logged_models(self, experiment_ids: Sequence[str | int], filter_string: str | None = None,
                              datasets: Sequence[Mapping[str, Any]] | None = None, max_results: int | None = None,
                              order_by: Sequence[Mapping[str, Any]] | None = None,
-                             page_token: str | None = None) -> tuple[list[LoggedModel], str | None]:
+                             page_token: str | None = None, restrict=None) -> tuple[list[LoggedModel], str | None]:
         """One page of non-deleted models of the experiments, and the next page's token.
 
         `datasets` and `order_by` take MLflow's dicts (``{"dataset_name", "dataset_digest"}``;
@@ -296,6 +296,7 @@ class LoggedModelStore:
                                         "it must be a positive integer")
         size = max_results or search.SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT
         query = search.logged_models_query(ids, filter_string, datasets, order, offset, size + 1)
+        query = restrict(query) if restrict else query  # auth: only what the user may read (auth/sqlfilter.py)
         with self._read() as conn:
             found_ids = [row[0] for row in conn.execute(query)]
             found = load_logged_models(conn, found_ids[:size])

@@ -221,11 +221,13 @@ class RegistryStore:
     def search_registered_models(self, filter_string: str | None = None,
                                  max_results: int = search.SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT,
                                  order_by: Sequence[str] | None = None,
-                                 page_token: str | None = None) -> tuple[list[RegisteredModel], str | None]:
+                                 page_token: str | None = None,
+                                 restrict=None) -> tuple[list[RegisteredModel], str | None]:
         """One page of models (prompts left out unless asked for) and the next page's token."""
         search.validate_max_results(max_results, search.SEARCH_REGISTERED_MODEL_MAX_RESULTS_THRESHOLD)
         offset = search.decode_page_token(page_token)
         query = search.registered_models_query(filter_string, list(order_by or []), offset, max_results + 1)
+        query = restrict(query) if restrict else query  # auth: only what the user may read (auth/sqlfilter.py)
         with self._read() as conn:
             names = [row[0] for row in conn.execute(query)]
             found = load_registered_models(conn, names[:max_results])
@@ -398,7 +400,7 @@ class RegistryStore:
     def search_model_versions(self, filter_string: str | None = None,
                               max_results: int = search.SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT,
                               order_by: Sequence[str] | None = None,
-                              page_token: str | None = None) -> tuple[list[ModelVersion], str | None]:
+                              page_token: str | None = None, restrict=None) -> tuple[list[ModelVersion], str | None]:
         """One page of versions with their tags, and the next page's token.
 
         As in MLflow, versions found by a search carry no aliases (get_model_version has them).
@@ -406,6 +408,7 @@ class RegistryStore:
         search.validate_max_results(max_results, search.SEARCH_MODEL_VERSION_MAX_RESULTS_THRESHOLD)
         offset = search.decode_page_token(page_token)
         query = search.model_versions_query(filter_string, list(order_by or []), offset, max_results + 1)
+        query = restrict(query) if restrict else query  # auth: only what the user may read (auth/sqlfilter.py)
         with self._read() as conn:
             keys = [(row[0], row[1]) for row in conn.execute(query)]
             found = load_model_versions(conn, keys[:max_results], aliases=False)

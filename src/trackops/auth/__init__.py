@@ -1,0 +1,1 @@
+"""Users, API tokens and per-resource permissions for `trackops serve --auth`."""

@@ -1,0 +1,287 @@
+"""The auth check for one request: credentials -> `User`, then route + parameters -> allowed or not.
+
+`Guard.authenticate(authorization_header)` accepts HTTP Basic (``MLFLOW_TRACKING_USERNAME`` /
+``MLFLOW_TRACKING_PASSWORD``) and ``Bearer <token>`` (``MLFLOW_TRACKING_TOKEN``). A verified
+credential is kept in a `SecretCache` (encrypted, under a key derived from the header with a
+per-process secret), so a correct password costs one slow hash per cache TTL, not one per request.
+
+`Guard.authorize(user, access, resource, params, path)` checks the permission a route declares
+(`server.routing.Access` / `Resource`, passed by name so this module does not depend on the
+server) on the experiment or registered model the request touches. Effective permissions and the
+run/logged-model -> experiment mapping are cached per worker; the ``auth`` epoch clears them, so
+a changed password, deleted user or revoked grant is seen by every worker within `epoch_interval`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import hashlib
+import hmac
+import json
+import os
+import posixpath
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from trackops.auth.permissions import DEFAULT_PERMISSION, Permission
+from trackops.auth.users import EXPERIMENT, REGISTERED_MODEL, AuthStore, User, now_ms
+from trackops.db import schema
+from trackops.errors import InvalidParameterValue, StoreError
+from trackops.secrets import epoch
+from trackops.secrets.cache import SecretCache, cache_settings
+
+AUTH_HINT = ("Send HTTP Basic credentials (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD) "
+             "or an API token (MLFLOW_TRACKING_TOKEN).")
+
+
+class Unauthenticated(StoreError):
+    """No credentials, or credentials that do not match (HTTP 401)."""
+
+    error_code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+class PermissionDenied(StoreError):
+    """Authenticated, but without the permission the request needs (HTTP 403)."""
+
+    error_code = "PERMISSION_DENIED"
+    http_status = 403
+
+
+class NeedsDatabase(Exception):
+    """Raised by a cache-only check that cannot decide without the database."""
+
+
+class _LRU:
+    def __init__(self, size: int):
+        self.size = size
+        self._d: collections.OrderedDict = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._d.get(key)
+            if value is not None:
+                self._d.move_to_end(key)
+            return value
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
+
+def parse_authorization(header: str | None) -> tuple[str, str, str] | None:
+    """("basic", username, password) or ("bearer", token, ""), or None when absent/malformed."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "basic" and value:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            return None
+        username, sep, password = decoded.partition(":")
+        return ("basic", username, password) if sep and username else None
+    if scheme.lower() == "bearer" and value:
+        return "bearer", value, ""
+    return None
+
+
+class Guard:
+    """Authentication and authorization for one server worker (thread-safe)."""
+
+    def __init__(self, engine: sa.Engine, *, default_permission: Permission | str = DEFAULT_PERMISSION,
+                 cache: SecretCache | None = None, epoch_interval: float = 0.5):
+        self.engine = engine
+        self.store = AuthStore(engine)
+        self.default = Permission.parse(default_permission)
+        self.cache = cache if cache is not None else SecretCache(*cache_settings())
+        self._pepper = os.urandom(32)
+        self._perms = _LRU(20_000)
+        self._owners = _LRU(20_000)  # run / logged model -> experiment id: never changes
+        self.watch = epoch.EpochWatch(engine, self._epoch_moved, interval=epoch_interval)
+
+    def __repr__(self) -> str:
+        return f"Guard(default={self.default.name})"
+
+    def _epoch_moved(self, name: str) -> None:
+        if name == epoch.AUTH:  # a password, token, admin flag or user changed: re-verify everyone
+            self.cache.clear()
+            self._perms.clear()
+        elif name == epoch.GRANTS:
+            self._perms.clear()
+
+    # --- authentication ------------------------------------------------------------------------
+
+    def _cache_key(self, header: str) -> str:
+        return "cred:" + hmac.new(self._pepper, header.encode(), hashlib.sha256).hexdigest()
+
+    def cached_user(self, header: str | None) -> User | None:
+        """The user for an already verified header, without touching the database; else None."""
+        if not header:
+            return None
+        raw = self.cache.get(self._cache_key(header))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        if data["x"] is not None and data["x"] <= now_ms():
+            return None
+        return User(data["i"], data["u"], data["a"])
+
+    def authenticate(self, header: str | None) -> User:
+        """The user the Authorization header proves, or `Unauthenticated` (cached, else verified)."""
+        user = self.cached_user(header)
+        if user is not None:
+            return user
+        parsed = parse_authorization(header)
+        if parsed is None:
+            raise Unauthenticated("You are not authenticated. " + AUTH_HINT)
+        kind, first, second = parsed
+        expires = None
+        if kind == "basic":
+            user = self.store.authenticate_password(first, second)
+        else:
+            found = self.store.authenticate_token(first)
+            user, expires = found if found else (None, None)
+        if user is None:
+            raise Unauthenticated("Invalid credentials. " + AUTH_HINT)
+        self.cache.set(self._cache_key(header), json.dumps(
+            {"i": user.id, "u": user.username, "a": user.is_admin, "x": expires}).encode())
+        return user
+
+    # --- authorization -------------------------------------------------------------------------
+
+    def targets(self, resource: str, params: Any, path: Mapping[str, Any], *,
+                db: bool = True) -> list[tuple[str, Any]] | None:
+        """The (kind, key) resources a request touches; None when only an admin may do it."""
+        if resource == "EXPERIMENT":
+            exp = _param(params, "experiment_id")
+            if exp is None and (name := _param(params, "experiment_name")) is not None:
+                found = self._experiment_by_name(name, db=db)
+                return [] if found is None else [(EXPERIMENT, found)]
+            return [(EXPERIMENT, _int_key(exp if exp is not None else "0"))]
+        if resource == "RUN":
+            ids = [_param(params, "run_id") or _param(params, "run_uuid")]
+            if ids == [None]:
+                ids = [str(r) for r in (params.list("run_ids") if params is not None else [])]
+            return [(EXPERIMENT, e) for e in (self._owner("run", r, db=db) for r in ids if r) if e is not None]
+        if resource == "LOGGED_MODEL":
+            model_id = path.get("model_id") or _param(params, "model_id")
+            owner = self._owner("logged_model", model_id, db=db) if model_id else None
+            return [] if owner is None else [(EXPERIMENT, owner)]
+        if resource == "REGISTERED_MODEL":
+            name = _param(params, "name")
+            return [] if not name else [(REGISTERED_MODEL, name)]
+        if resource == "ARTIFACT_PATH":
+            exp = artifact_experiment(path.get("artifact_path") or _param(params, "path") or "")
+            return None if exp is None else [(EXPERIMENT, exp)]
+        return []  # SEARCH is filtered inside the query; NONE needs only a user
+
+    def authorize(self, user: User, access: str, resource: str, params: Any, path: Mapping[str, Any], *,
+                  db: bool = True) -> None:
+        """Raise `PermissionDenied` unless `user` may do a request needing `access` on its `resource`.
+
+        With ``db=False`` only the caches are used, and `NeedsDatabase` is raised on a miss (so an
+        async caller can decide on the event loop and go to a thread only when it must).
+        """
+        if user.is_admin or access in ("PUBLIC", "CREATE"):
+            return
+        if access == "ADMIN":
+            raise PermissionDenied(f"Permission denied: this endpoint is for administrators (user '{user.username}').")
+        needed = Permission[access]
+        targets = self.targets(resource, params, path, db=db)
+        if targets is None:
+            raise PermissionDenied(f"Permission denied: only administrators may use this path "
+                                   f"(user '{user.username}').")
+        for kind, key in targets:
+            have = self.effective(user, kind, key, db=db)
+            if not have.allows(needed):
+                what = f"experiment {key}" if kind == EXPERIMENT else f"registered model '{key}'"
+                raise PermissionDenied(f"Permission denied: user '{user.username}' needs {needed.name} on {what} "
+                                       f"(has {have.name}).")
+
+    def effective(self, user: User, kind: str, key: Any, *, db: bool = True) -> Permission:
+        if user.is_admin:
+            return Permission.MANAGE
+        cached = self._perms.get((user.id, kind, key))
+        if cached is not None:
+            return cached
+        if not db:
+            raise NeedsDatabase
+        with self.engine.connect() as conn:
+            explicit = self.store.permission(conn, user.id, kind, key)
+        result = self.default if explicit is None else explicit
+        self._perms.put((user.id, kind, key), result)
+        return result
+
+    def _owner(self, what: str, ident: str, *, db: bool = True) -> int | None:
+        cached = self._owners.get((what, ident))
+        if cached is not None:
+            return cached
+        if not db:
+            raise NeedsDatabase
+        table, col = (schema.runs, schema.runs.c.run_uuid) if what == "run" else \
+            (schema.logged_models, schema.logged_models.c.model_id)
+        with self.engine.connect() as conn:
+            owner = conn.execute(sa.select(table.c.experiment_id).where(col == ident)).scalar()
+        if owner is not None:
+            self._owners.put((what, ident), int(owner))
+        return None if owner is None else int(owner)
+
+    def _experiment_by_name(self, name: str, *, db: bool = True) -> int | None:
+        if not db:
+            raise NeedsDatabase  # names can change: never cached
+        exp = schema.experiments
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(exp.c.experiment_id).where(exp.c.name == name)).scalar()
+        return None if found is None else int(found)
+
+    def forget_permissions(self) -> None:
+        """Drop this worker's cached permissions (after it changed grants itself)."""
+        self._perms.clear()
+
+    def check_epoch(self) -> None:
+        self.watch.check()
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+def _param(params: Any, name: str) -> str | None:
+    if params is None:
+        return None
+    value = params.str(name) if hasattr(params, "str") else params.get(name)
+    return None if value in (None, "") else str(value)
+
+
+def _int_key(value: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterValue(f"Invalid experiment ID: '{value}'") from None
+
+
+def artifact_experiment(path: str) -> int | None:
+    """The experiment id a proxied artifact path starts with, or None (root, non-numeric, escaping)."""
+    if "\\" in path or "\x00" in path:
+        return None
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts or path.startswith("/"):
+        return None
+    normal = posixpath.normpath("/".join(parts))
+    head = normal.split("/", 1)[0]
+    return int(head) if head.isdigit() else None
+
