@@ -14,7 +14,9 @@ Search paging tokens and metric-history tokens are MLflow-shaped: base64 of ``{"
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import sqlalchemy as sa
 
@@ -42,6 +44,19 @@ from trackops.stores.validation import (
     validate_max_results,
 )
 
+T = TypeVar("T")
+DEADLOCK_RETRIES = 3
+_DEADLOCK_CODES = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
+_MYSQL_DEADLOCK = 1213
+
+
+def _is_deadlock(exc: sa.exc.DBAPIError) -> bool:
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _DEADLOCK_CODES:
+        return True
+    args = getattr(orig, "args", ())
+    return bool(args) and args[0] == _MYSQL_DEADLOCK
+
 
 class TrackingStore:
     """MLflow's tracking store API over a head-schema database."""
@@ -51,10 +66,18 @@ class TrackingStore:
         # As MLflow does, a relative local root is made absolute once, when the store is opened.
         self.artifact_root = resolve_uri_if_local(default_artifact_root)
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+    def _write(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """Run fn(conn, ...) in one transaction, retried a few times if the database picks it as a
+        deadlock victim (every store write is safe to re-run: the failed attempt was rolled back)."""
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            try:
+                with self.engine.begin() as conn:
+                    return fn(conn, *args, **kwargs)
+            except sa.exc.DBAPIError as exc:
+                if attempt == DEADLOCK_RETRIES or not _is_deadlock(exc):
+                    raise
+                time.sleep(0.02 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sa.Connection]:
@@ -66,8 +89,7 @@ class TrackingStore:
     def ensure_default_experiment(self) -> bool:
         """Create experiment 0, "Default", if missing (as `mlflow server` does on start); True if created."""
         try:
-            with self._write() as conn:
-                return experiments.ensure_default(conn, self.artifact_root)
+            return self._write(experiments.ensure_default, self.artifact_root)
         except sa.exc.IntegrityError:
             # Another process created it first, or an experiment is already named "Default".
             with self._read() as conn:
@@ -80,8 +102,7 @@ class TrackingStore:
                           tags: Sequence[ExperimentTag] = ()) -> str:
         """Create an active experiment; returns its id. A taken name is ResourceAlreadyExists."""
         try:
-            with self._write() as conn:
-                return experiments.create(conn, self.artifact_root, name, artifact_location, tags or ())
+            return self._write(experiments.create, self.artifact_root, name, artifact_location, tags or ())
         except sa.exc.IntegrityError:
             raise ResourceAlreadyExists(f"Experiment(name={name}) already exists.") from None
 
@@ -95,33 +116,28 @@ class TrackingStore:
 
     def rename_experiment(self, experiment_id: str | int, new_name: str) -> None:
         try:
-            with self._write() as conn:
-                experiments.rename(conn, experiment_id, new_name)
+            self._write(experiments.rename, experiment_id, new_name)
         except sa.exc.IntegrityError:
             raise ResourceAlreadyExists(f"Experiment(name={new_name}) already exists.") from None
 
     def delete_experiment(self, experiment_id: str | int) -> None:
         """Soft-delete an active experiment and mark all its runs deleted."""
-        with self._write() as conn:
-            experiments.delete(conn, experiment_id)
+        self._write(experiments.delete, experiment_id)
 
     def restore_experiment(self, experiment_id: str | int) -> None:
         """Make a deleted experiment and all its runs active again."""
-        with self._write() as conn:
-            experiments.restore(conn, experiment_id)
+        self._write(experiments.restore, experiment_id)
 
     def set_experiment_tag(self, experiment_id: str | int, tag: ExperimentTag) -> None:
-        with self._write() as conn:
-            experiments.set_tag(conn, experiment_id, tag)
+        self._write(experiments.set_tag, experiment_id, tag)
 
     def delete_experiment_tag(self, experiment_id: str | int, key: str) -> None:
-        with self._write() as conn:
-            experiments.delete_tag(conn, experiment_id, key)
+        self._write(experiments.delete_tag, experiment_id, key)
 
     def search_experiments(self, view_type: ViewType | int | str | None = ViewType.ACTIVE_ONLY,
                            max_results: int = SEARCH_MAX_RESULTS_DEFAULT, filter_string: str | None = None,
                            order_by: Sequence[str] | None = None,
-                           page_token: str | None = None) -> tuple[list[Experiment], str | None]:
+                           page_token: str | None = None, restrict=None) -> tuple[list[Experiment], str | None]:
         """One page of experiments and the token of the next page (None on the last page)."""
         from trackops.stores import search
 
@@ -129,6 +145,7 @@ class TrackingStore:
         offset = search.decode_page_token(page_token)
         query = search.experiments_query(filter_string, ViewType.parse(view_type), list(order_by or []),
                                          offset, max_results + 1)
+        query = restrict(query) if restrict else query  # auth: only what the user may read (auth/sqlfilter.py)
         with self._read() as conn:
             ids = [row[0] for row in conn.execute(query)]
             found = load_experiments(conn, ids[:max_results])
@@ -140,9 +157,8 @@ class TrackingStore:
     def create_run(self, experiment_id: str | int, user_id: str | None = None, start_time: int | None = None,
                    tags: Sequence[RunTag] = (), run_name: str | None = None) -> Run:
         """Start a run: status RUNNING, a generated name when none is given (also as mlflow.runName)."""
-        with self._write() as conn:
-            return runs.create(conn, experiment_id, user_id=user_id, start_time=start_time, tags=tags or (),
-                               run_name=run_name)
+        return self._write(runs.create, experiment_id, user_id=user_id, start_time=start_time, tags=tags or (),
+                           run_name=run_name)
 
     def get_run(self, run_id: str) -> Run:
         """The run with its latest metrics, params, tags, inputs and outputs."""
@@ -151,49 +167,39 @@ class TrackingStore:
 
     def update_run_info(self, run_id: str, run_status: RunStatus | str | None = None,
                         end_time: int | None = None, run_name: str | None = None) -> RunInfo:
-        with self._write() as conn:
-            return runs.update_info(conn, run_id, run_status, end_time, run_name)
+        return self._write(runs.update_info, run_id, run_status, end_time, run_name)
 
     def delete_run(self, run_id: str) -> None:
         """Soft-delete: lifecycle_stage 'deleted' and deleted_time now."""
-        with self._write() as conn:
-            runs.delete(conn, run_id)
+        self._write(runs.delete, run_id)
 
     def restore_run(self, run_id: str) -> None:
         """Undo a soft delete: lifecycle_stage 'active', deleted_time NULL."""
-        with self._write() as conn:
-            runs.restore(conn, run_id)
+        self._write(runs.restore, run_id)
 
     def set_tag(self, run_id: str, tag: RunTag) -> None:
-        with self._write() as conn:
-            runs.set_tag(conn, run_id, tag)
+        self._write(runs.set_tag, run_id, tag)
 
     def delete_tag(self, run_id: str, key: str) -> None:
-        with self._write() as conn:
-            runs.delete_tag(conn, run_id, key)
+        self._write(runs.delete_tag, run_id, key)
 
     def log_param(self, run_id: str, param: Param) -> None:
-        with self._write() as conn:
-            runs.log_param(conn, run_id, param)
+        self._write(runs.log_param, run_id, param)
 
     def log_metric(self, run_id: str, metric: Metric) -> None:
-        with self._write() as conn:
-            runs.log_metric(conn, run_id, metric)
+        self._write(runs.log_metric, run_id, metric)
 
     def log_batch(self, run_id: str, metrics: Sequence[Metric] = (), params: Sequence[Param] = (),
                   tags: Sequence[RunTag] = ()) -> None:
         """Up to 1000 metrics, 100 params and 100 tags (1000 in all), written all or nothing."""
-        with self._write() as conn:
-            runs.log_batch(conn, run_id, metrics or (), params or (), tags or ())
+        self._write(runs.log_batch, run_id, metrics or (), params or (), tags or ())
 
     def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput] | None = None,
                    models: Sequence[LoggedModelInput] | None = None) -> None:
-        with self._write() as conn:
-            runs.log_inputs(conn, run_id, datasets or (), models or ())
+        self._write(runs.log_inputs, run_id, datasets or (), models or ())
 
     def log_outputs(self, run_id: str, models: Sequence[LoggedModelOutput]) -> None:
-        with self._write() as conn:
-            runs.log_outputs(conn, run_id, models)
+        self._write(runs.log_outputs, run_id, models)
 
     # --- metric history ------------------------------------------------------------------------
 
@@ -227,7 +233,7 @@ class TrackingStore:
     def search_runs(self, experiment_ids: Sequence[str | int], filter_string: str | None = None,
                     run_view_type: ViewType | int | str | None = ViewType.ACTIVE_ONLY,
                     max_results: int = SEARCH_MAX_RESULTS_DEFAULT, order_by: Sequence[str] | None = None,
-                    page_token: str | None = None) -> tuple[list[Run], str | None]:
+                    page_token: str | None = None, restrict=None) -> tuple[list[Run], str | None]:
         """One page of runs, fully loaded in a fixed number of queries, and the next page's token."""
         from trackops.stores import search
 
@@ -236,6 +242,7 @@ class TrackingStore:
         ids = [parse_experiment_id(e) for e in experiment_ids]
         query = search.runs_query(ids, filter_string, ViewType.parse(run_view_type), list(order_by or []),
                                   offset, max_results + 1)
+        query = restrict(query) if restrict else query  # auth: only what the user may read (auth/sqlfilter.py)
         with self._read() as conn:
             run_ids = [row[0] for row in conn.execute(query)]
             found = load_runs(conn, run_ids[:max_results])
