@@ -206,3 +206,8 @@ def test_run_rows_carry_no_workspace_but_experiment_rows_default(store, eid):
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(s.experiments.c.workspace)
                             .where(s.experiments.c.experiment_id == int(eid))).scalar() == "default"
+
+
+def test_create_run_without_experiment_id_goes_to_default(store):
+    store.ensure_default_experiment()
+    assert store.create_run(None, start_time=1).info.experiment_id == "0"

@@ -65,8 +65,10 @@ def create(conn: sa.Connection, artifact_root: str, name: str, artifact_location
     return str(experiment_id)
 
 
-def _row(conn: sa.Connection, experiment_id: int | str, view: ViewType = ViewType.ALL, *, lock: bool = False):
-    eid = parse_experiment_id(experiment_id)
+def _row(conn: sa.Connection, experiment_id: int | str | None, view: ViewType = ViewType.ALL, *,
+         lock: bool = False):
+    # As in MLflow, no experiment id means the Default experiment.
+    eid = DEFAULT_EXPERIMENT_ID if experiment_id in (None, "") else parse_experiment_id(experiment_id)
     query = sa.select(s.experiments).where(s.experiments.c.experiment_id == eid,
                                            s.experiments.c.lifecycle_stage.in_(view.stages()))
     if lock:
