@@ -33,6 +33,7 @@ FIELDS: dict[str, tuple[str, Any]] = {
     "default_artifact_root": ("TRACKOPS_DEFAULT_ARTIFACT_ROOT", None),
     "host": ("TRACKOPS_HOST", DEFAULT_HOST),
     "port": ("TRACKOPS_PORT", DEFAULT_PORT),
+    "backup_repository": ("TRACKOPS_BACKUP_REPO", None),
 }
 
 
@@ -45,6 +46,7 @@ class Settings:
     default_artifact_root: str | None = None
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    backup_repository: str | None = None
     config_file: str | None = None
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
 

@@ -1,0 +1,1 @@
+"""The backup repository format (docs/backup-format.md): backends, objects, manifests, dumps, indexes."""

@@ -1,0 +1,171 @@
+"""Where a backup repository's files live: a local directory or an S3 prefix, behind one small interface.
+
+Contract (both backends): keys are relative POSIX paths (``objects/ab/ab12...``). `put_file` and
+`put_bytes` make a key appear whole or not at all (local: temp file + rename; S3: one PUT or a completed
+multipart upload). `get` of a missing key raises `ArtifactNotFound`; `exists` never raises for absence;
+`delete` is idempotent; `keys(prefix)` yields every key under ``prefix/`` in code-point order.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from trackops.artifacts import ArtifactNotFound, ArtifactReader, ArtifactRepository, repository_for
+from trackops.artifacts.local import LocalArtifactRepository
+from trackops.artifacts.registry import local_path, scheme_of
+from trackops.errors import UsageError
+
+
+class Backend:
+    """One repository root. Subclasses implement the storage calls."""
+
+    uri: str
+    local = False
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Store the finished local file at `path` under `key` (the file may be consumed)."""
+        raise NotImplementedError
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def get(self, key: str) -> ArtifactReader:
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def size(self, key: str) -> int:
+        """The stored size; ArtifactNotFound when missing."""
+        raise NotImplementedError
+
+    def delete(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def keys(self, prefix: str) -> Iterator[tuple[str, int, float | None]]:
+        """(key, size, modified) for every key under ``prefix/``, sorted."""
+        raise NotImplementedError
+
+    def temp_file(self) -> Path:
+        """A fresh path for spooling an object before `put_file` (inside the repository when local)."""
+        raise NotImplementedError
+
+    def sync(self) -> None:
+        """Make every finished put durable (before a manifest is written)."""
+
+
+class LocalBackend(Backend):
+    """A directory. Objects are renamed into place from ``tmp/``: one write per new object, like ``cp``."""
+
+    local = True
+
+    def __init__(self, root: str):
+        self.root = Path(root)
+        self.uri = self.root.as_uri()
+        self._files = LocalArtifactRepository(self.root)
+
+    def put_file(self, key: str, path: Path) -> None:
+        target = self.root / key
+        try:
+            os.replace(path, target)
+        except FileNotFoundError:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._files.write(key, data)  # temp, fsync, rename
+
+    def get(self, key: str) -> ArtifactReader:
+        return self._files.open(key)
+
+    def exists(self, key: str) -> bool:
+        return os.path.isfile(self.root / key)
+
+    def size(self, key: str) -> int:
+        try:
+            return os.stat(self.root / key).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            raise ArtifactNotFound(key, self.uri) from None
+
+    def delete(self, key: str) -> bool:
+        try:
+            os.unlink(self.root / key)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def keys(self, prefix: str) -> Iterator[tuple[str, int, float | None]]:
+        for entry in self._files.walk(prefix):
+            yield entry.path, entry.size or 0, entry.modified
+
+    def temp_file(self) -> Path:
+        folder = self.root / "tmp"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"obj-{secrets.token_hex(8)}"
+
+    def sync(self) -> None:
+        # Objects are not fsynced one by one (that would cost far more than cp -r); one sync of the
+        # filesystem before the manifest makes them durable before anything references them.
+        if hasattr(os, "sync"):
+            os.sync()
+
+
+class RemoteBackend(Backend):
+    """Any artifact repository (S3): puts are single uploads of a spooled file or a byte string."""
+
+    def __init__(self, files: ArtifactRepository):
+        self._files = files
+        self.uri = files.uri
+
+    def put_file(self, key: str, path: Path) -> None:
+        try:
+            with open(path, "rb") as handle:
+                self._files.write(key, handle)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._files.write(key, data)
+
+    def get(self, key: str) -> ArtifactReader:
+        return self._files.open(key)
+
+    def exists(self, key: str) -> bool:
+        return self._files.exists(key)
+
+    def size(self, key: str) -> int:
+        entry = self._files.stat(key)
+        if entry.is_dir:
+            raise ArtifactNotFound(key, self.uri)
+        return entry.size or 0
+
+    def delete(self, key: str) -> bool:
+        return self._files.delete(key)
+
+    def keys(self, prefix: str) -> Iterator[tuple[str, int, float | None]]:
+        for entry in self._files.walk(prefix):
+            yield entry.path, entry.size or 0, entry.modified
+
+    def temp_file(self) -> Path:
+        import tempfile
+
+        fd, name = tempfile.mkstemp(prefix="trackops-obj-")
+        os.close(fd)
+        return Path(name)
+
+
+def open_backend(uri: str) -> Backend:
+    """The backend for a repository URI: a local path / ``file:`` URI, or ``s3://bucket/prefix``."""
+    if not uri:
+        raise UsageError("no backup repository given",
+                         hint="pass --repo (or --to) PATH|s3://bucket/prefix, or set TRACKOPS_BACKUP_REPO")
+    scheme = scheme_of(uri)
+    if scheme in ("", "file"):
+        return LocalBackend(local_path(uri))
+    if scheme == "s3":
+        return RemoteBackend(repository_for(uri))
+    raise UsageError(f"backup repository scheme '{scheme}:' is not supported ({uri})",
+                     hint="use a local folder or s3://bucket/prefix")

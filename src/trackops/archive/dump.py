@@ -1,0 +1,192 @@
+"""Logical table dumps (docs/backup-format.md section 6): write rows as JSON lines, read them back typed.
+
+A dump is dialect-neutral: values are encoded by a small set of kinds (`int`, `float`, `bool`, `str`,
+`decimal`, `datetime`, `date`, `time`, `bytes`, `json`) so a table dumped from PostgreSQL loads into
+SQLite or MariaDB. Rows are streamed in primary-key order; memory stays bounded by the batch size.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import decimal
+import hashlib
+import json
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import sqlalchemy as sa
+
+COMPRESS_LEVEL = 1
+BATCH = 5000
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode
+
+
+def column_kind(type_: sa.types.TypeEngine) -> str:
+    """The dump kind of a reflected column type."""
+    if isinstance(type_, sa.Boolean):
+        return "bool"
+    if isinstance(type_, sa.Integer):
+        return "int"
+    if isinstance(type_, sa.Float) or type(type_).__name__.upper() in ("DOUBLE", "REAL", "DOUBLE_PRECISION"):
+        return "float"
+    if isinstance(type_, sa.Numeric):
+        return "decimal"
+    if isinstance(type_, sa.DateTime):
+        return "datetime"
+    if isinstance(type_, sa.Date):
+        return "date"
+    if isinstance(type_, sa.Time):
+        return "time"
+    if isinstance(type_, (sa.LargeBinary, sa.types._Binary)):
+        return "bytes"
+    if isinstance(type_, sa.JSON):
+        return "json"
+    return "str"
+
+
+# How a value of each kind is read (the select column's type) and written into a dump line.
+_READ_AS: dict[str, sa.types.TypeEngine] = {"float": sa.Float(asdecimal=False), "json": sa.Text(),
+                                            "decimal": sa.Numeric(asdecimal=True)}
+
+
+def _encode_datetime(v):
+    return v.isoformat()
+
+
+_ENCODE: dict[str, Callable[[Any], Any]] = {
+    "float": float, "decimal": str, "datetime": _encode_datetime, "date": _encode_datetime,
+    "time": _encode_datetime, "bytes": lambda v: base64.b64encode(bytes(v)).decode("ascii"),
+    "json": lambda v: v if isinstance(v, str) else json.dumps(v), "bool": bool,
+}
+
+
+def dumpable_columns(table: sa.Table) -> list[sa.Column]:
+    """The columns a dump holds: all but generated ones (the target computes those)."""
+    return [c for c in table.columns if c.computed is None and not (table.name == "spans" and c.name == "duration_ns")]
+
+
+@dataclasses.dataclass
+class DumpResult:
+    rows: int = 0
+    size: int = 0
+    sha256: str = ""
+    columns: list[list[str]] = dataclasses.field(default_factory=list)
+
+
+def dump_table(conn: sa.Connection, table: sa.Table, out: Callable[[bytes], None],
+               on_rows: Callable[[int], None] | None = None) -> DumpResult:
+    """Stream `table`'s rows, in primary-key order, as a compressed dump through `out`."""
+    columns = dumpable_columns(table)
+    kinds = [column_kind(c.type) for c in columns]
+    header = {"table": table.name, "columns": [[c.name, k] for c, k in zip(columns, kinds)]}
+    result = DumpResult(columns=header["columns"])
+    hasher = hashlib.sha256()
+    compressor = zlib.compressobj(COMPRESS_LEVEL)
+
+    def emit(text: str) -> None:
+        data = text.encode("utf-8")
+        hasher.update(data)
+        result.size += len(data)
+        piece = compressor.compress(data)
+        if piece:
+            out(piece)
+
+    emit(_dumps(header) + "\n")
+    # MySQL's TEXT-typed JSON and DOUBLE come back as Decimal/parsed values unless read as these types.
+    selected = [sa.type_coerce(c, _READ_AS[k]) if k in _READ_AS else c for c, k in zip(columns, kinds)]
+    order = list(table.primary_key.columns) or columns
+    query = sa.select(*selected).order_by(*order)
+    encoders = [(i, _ENCODE[k]) for i, k in enumerate(kinds) if k in _ENCODE and k != "bool"]
+    bools = [i for i, k in enumerate(kinds) if k == "bool"]
+    rows = conn.execution_options(stream_results=True, yield_per=BATCH).execute(query)
+    for batch in rows.partitions(BATCH):
+        lines = []
+        for row in batch:
+            values = list(row)
+            for i, encode in encoders:
+                if values[i] is not None:
+                    values[i] = encode(values[i])
+            for i in bools:
+                if values[i] is not None:
+                    values[i] = bool(values[i])
+            lines.append(_dumps(values))
+        emit("\n".join(lines) + "\n")
+        result.rows += len(batch)
+        if on_rows is not None:
+            on_rows(len(batch))
+    tail = compressor.flush()
+    if tail:
+        out(tail)
+    result.sha256 = hasher.hexdigest()
+    return result
+
+
+class DumpReader:
+    """Reads a dump from compressed chunks: `header`, then `batches()` of decoded rows (lists)."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self._chunks = iter(chunks)
+        self._decompressor = zlib.decompressobj()
+        self._buffer = b""
+        self._lines = self._iter_lines()
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        first = next(self._lines, None)
+        if first is None:
+            raise ValueError("empty dump")
+        self.header = json.loads(first)
+        self.columns = [name for name, _kind in self.header["columns"]]
+        self.kinds = [kind for _name, kind in self.header["columns"]]
+
+    def _iter_lines(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            data = self._decompressor.decompress(chunk)
+            if not data:
+                continue
+            self.hasher.update(data)
+            self.size += len(data)
+            data = self._buffer + data
+            *lines, self._buffer = data.split(b"\n")
+            yield from lines
+        tail = self._decompressor.flush()
+        if tail:
+            self.hasher.update(tail)
+            self.size += len(tail)
+        rest = self._buffer + tail
+        if not self._decompressor.eof:
+            raise ValueError("dump is truncated")
+        if rest:
+            yield from (line for line in rest.split(b"\n") if line)
+
+    def batches(self, size: int = BATCH) -> Iterator[list[list[Any]]]:
+        batch: list[list[Any]] = []
+        loads = json.loads
+        for line in self._lines:
+            batch.append(loads(line))
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+def decoder(kind: str, target: sa.types.TypeEngine | None) -> Callable[[Any], Any] | None:
+    """How to turn a dumped value of `kind` into what the target column's type accepts (None: as is)."""
+    if kind == "datetime":
+        return dt.datetime.fromisoformat
+    if kind == "date":
+        return dt.date.fromisoformat
+    if kind == "time":
+        return dt.time.fromisoformat
+    if kind == "bytes":
+        return base64.b64decode
+    if kind == "decimal":
+        return decimal.Decimal
+    if kind == "json" and isinstance(target, sa.JSON):
+        return json.loads
+    if kind == "bool" and target is not None and not isinstance(target, sa.Boolean):
+        return int
+    return None

@@ -1,0 +1,77 @@
+"""The artifact index (docs/backup-format.md section 7): which file of which location is which object."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import zlib
+from collections.abc import Iterable, Iterator
+
+
+@dataclasses.dataclass(frozen=True)
+class Location:
+    """An artifact URI as the database stores it, and the canonical place it pointed at."""
+
+    uri: str
+    place: str
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class IndexEntry:
+    location: int
+    path: str
+    object: str
+    size: int
+    mtime: float | None = None
+
+
+def encode(locations: list[Location], entries: Iterable[IndexEntry]) -> Iterator[bytes]:
+    """The compressed index: header line, then one line per file (entries must come sorted)."""
+    compressor = zlib.compressobj(1)
+    yield compressor.compress(json.dumps({"locations": [dataclasses.asdict(x) for x in locations]}).encode() + b"\n")
+    lines = []
+    for e in entries:
+        lines.append(json.dumps([e.location, e.path, e.object, e.size, e.mtime], separators=(",", ":")))
+        if len(lines) >= 2000:
+            yield compressor.compress(("\n".join(lines) + "\n").encode())
+            lines = []
+    if lines:
+        yield compressor.compress(("\n".join(lines) + "\n").encode())
+    yield compressor.flush()
+
+
+def decode(chunks: Iterable[bytes]) -> tuple[list[Location], Iterator[IndexEntry]]:
+    """(locations, entries) of a stored index; entries are streamed."""
+    decompressor = zlib.decompressobj()
+    it = iter(chunks)
+    buffer = b""
+    header = None
+    while header is None:
+        chunk = next(it, None)
+        if chunk is None:
+            buffer += decompressor.flush()
+            if b"\n" not in buffer:
+                raise ValueError("artifact index has no header")
+        else:
+            buffer += decompressor.decompress(chunk)
+        if b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            header = json.loads(line)
+    locations = [Location(**x) for x in header["locations"]]
+
+    def entries() -> Iterator[IndexEntry]:
+        nonlocal buffer
+        for chunk in it:
+            buffer += decompressor.decompress(chunk)
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line:
+                    yield IndexEntry(*json.loads(line))
+        buffer += decompressor.flush()
+        if not decompressor.eof:
+            raise ValueError("artifact index is truncated")
+        for line in buffer.split(b"\n"):
+            if line:
+                yield IndexEntry(*json.loads(line))
+
+    return locations, entries()

@@ -1,0 +1,69 @@
+"""Snapshot manifests (docs/backup-format.md section 5): ids, the self-checksum, parsing and selection."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+from typing import Any
+
+from trackops.errors import NotFoundError, UsageError
+
+FORMAT = "trackops-backup-snapshot"
+VERSION = 1
+
+
+class ManifestError(Exception):
+    """A manifest that does not parse or whose checksum does not match."""
+
+
+def new_snapshot_id(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+
+
+def checksum(manifest: dict[str, Any]) -> str:
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def seal(manifest: dict[str, Any]) -> bytes:
+    """The manifest as stored: indented JSON with its checksum filled in."""
+    manifest = {**manifest, "format": FORMAT, "version": VERSION}
+    manifest["checksum"] = checksum(manifest)
+    return json.dumps(manifest, indent=1).encode() + b"\n"
+
+
+def parse(data: bytes) -> dict[str, Any]:
+    """A stored manifest, checked; ManifestError when it is damaged."""
+    try:
+        manifest = json.loads(data)
+    except ValueError as exc:
+        raise ManifestError(f"not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ManifestError("not a snapshot manifest")
+    if manifest.get("checksum") != checksum(manifest):
+        raise ManifestError("checksum does not match its content")
+    return manifest
+
+
+def select(ids: list[str], wanted: str) -> str:
+    """The snapshot id for `wanted`: an id, a unique prefix of one, or ``latest``."""
+    if not ids:
+        raise NotFoundError("the repository holds no snapshots", hint="take one with: trackops backup")
+    if wanted == "latest":
+        return ids[-1]
+    if wanted in ids:
+        return wanted
+    matches = [i for i in ids if i.startswith(wanted)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise UsageError(f"snapshot prefix {wanted!r} matches {len(matches)} snapshots",
+                         hint="give more of the id (trackops backup list shows them)")
+    raise NotFoundError(f"no snapshot {wanted!r} in the repository", hint="list them with: trackops backup list")
+
+
+def created_at(manifest: dict[str, Any]) -> dt.datetime:
+    return dt.datetime.strptime(manifest["created"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)

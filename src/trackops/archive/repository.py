@@ -1,0 +1,254 @@
+"""A backup repository (docs/backup-format.md): config, content-addressed objects, manifests, locks.
+
+`Repository.open` reads ``config.json`` and unlocks an encrypted repository (a wrong key is exit 12
+before anything else happens); `Repository.create` writes it once. Objects are written through
+`ObjectWriter` (hash while spooling, then put under the id unless it exists) and read back through
+`read_object`, which checks authentication and the id; damage raises `CorruptObject`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import secrets
+import socket
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from trackops.archive import crypto
+from trackops.archive.backend import Backend, open_backend
+from trackops.archive.crypto import CorruptObject, Keys
+from trackops.artifacts import ArtifactNotFound
+from trackops.errors import NotFoundError, UsageError
+
+FORMAT = "trackops-backup"
+VERSION = 1
+CONFIG = "config.json"
+SNAPSHOTS = "snapshots"
+OBJECTS = "objects"
+LOCKS = "locks"
+READ_CHUNK = 1024 * 1024
+STALE_LOCK_SECONDS = 24 * 3600
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def object_key(object_id: str) -> str:
+    return f"{OBJECTS}/{object_id[:2]}/{object_id}"
+
+
+class Repository:
+    """An opened repository: its backend, config and (when encrypted) keys."""
+
+    def __init__(self, backend: Backend, config: dict, keys: Keys | None):
+        self.backend, self.config, self.keys = backend, config, keys
+        self.uri = backend.uri
+        self._known: set[str] | None = None
+
+    # --- opening ------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, uri: str, *, secret: str | None = None) -> Repository:
+        """Open an existing repository; NotFoundError when there is none at `uri`."""
+        backend = open_backend(uri)
+        try:
+            with backend.get(CONFIG) as reader:
+                config = json.loads(reader.read())
+        except ArtifactNotFound:
+            raise NotFoundError(f"no backup repository at {uri}",
+                                hint="create one with: trackops backup --to " + uri) from None
+        except ValueError:
+            raise UsageError(f"{uri}/{CONFIG} is not a trackops backup repository config") from None
+        if config.get("format") != FORMAT:
+            raise UsageError(f"{uri} is not a trackops backup repository")
+        if config.get("version") != VERSION:
+            raise UsageError(f"{uri} has repository format version {config.get('version')}, "
+                             f"this trackops reads version {VERSION}", hint="use a newer trackops")
+        params = config.get("encryption")
+        keys = crypto.unlock(params, secret, uri) if params else None
+        return cls(backend, config, keys)
+
+    @classmethod
+    def open_or_create(cls, uri: str, *, secret: str | None = None, encrypt: bool = False) -> Repository:
+        """Open the repository at `uri`, creating it (encrypted with `secret` if asked) when absent."""
+        backend = open_backend(uri)
+        if backend.exists(CONFIG):
+            repo = cls.open(uri, secret=secret)
+            if encrypt and repo.keys is None:
+                raise UsageError(f"the backup repository {uri} exists and is not encrypted",
+                                 hint="drop --encrypt, or back up into a new repository")
+            return repo
+        config: dict[str, Any] = {"format": FORMAT, "version": VERSION, "id": secrets.token_hex(16),
+                                  "created": now_iso(), "encryption": None}
+        keys = None
+        if encrypt:
+            if not secret:
+                raise crypto.KeyFailureError("--encrypt needs a key", hint=crypto.KEY_HINT)
+            config["encryption"], keys = crypto.new_parameters(secret)
+        backend.put_bytes(CONFIG, json.dumps(config, indent=2).encode() + b"\n")
+        return cls(backend, config, keys)
+
+    @property
+    def encrypted(self) -> bool:
+        return self.keys is not None
+
+    # --- objects ------------------------------------------------------------------------------------
+
+    def known_objects(self) -> set[str]:
+        """Ids of every stored object (listed once, then kept up to date by this process's writes)."""
+        if self._known is None:
+            self._known = {key.rsplit("/", 1)[-1] for key, _size, _m in self.backend.keys(OBJECTS)}
+        return self._known
+
+    def object_sizes(self) -> Iterator[tuple[str, int]]:
+        for key, size, _m in self.backend.keys(OBJECTS):
+            yield key.rsplit("/", 1)[-1], size
+
+    def has_object(self, object_id: str) -> bool:
+        if self._known is not None and object_id in self._known:
+            return True
+        return self.backend.exists(object_key(object_id))
+
+    def writer(self) -> ObjectWriter:
+        return ObjectWriter(self)
+
+    def put_chunks(self, chunks: Iterable[bytes]) -> tuple[str, int, bool]:
+        """Store the content from `chunks`; (id, size, whether it was new)."""
+        with self.writer() as w:
+            for chunk in chunks:
+                w.write(chunk)
+            return w.finish()
+
+    def read_object(self, object_id: str) -> Iterator[bytes]:
+        """Plaintext chunks of an object, checked against its id at the end (CorruptObject otherwise)."""
+        hasher = crypto.new_hasher(self.keys)
+        with self.backend.get(object_key(object_id)) as reader:
+            if self.keys is None:
+                chunks: Iterator[bytes] = iter(lambda: reader.read(READ_CHUNK), b"")
+            else:
+                chunks = crypto.decrypt_frames(self.keys, reader.read)
+            for chunk in chunks:
+                hasher.update(chunk)
+                yield chunk
+        if hasher.hexdigest() != object_id:
+            raise CorruptObject("content does not match its id")
+
+    def stored_size(self, plain_size: int) -> int:
+        return crypto.stored_size(plain_size) if self.keys else plain_size
+
+    def object_size(self, object_id: str) -> int:
+        return self.backend.size(object_key(object_id))
+
+    def delete_object(self, object_id: str) -> bool:
+        if self._known is not None:
+            self._known.discard(object_id)
+        return self.backend.delete(object_key(object_id))
+
+    # --- manifests ----------------------------------------------------------------------------------
+
+    def snapshot_ids(self) -> list[str]:
+        """Ids of complete snapshots (those with a manifest), oldest first."""
+        out = []
+        for key, _size, _m in self.backend.keys(SNAPSHOTS):
+            name = key.rsplit("/", 1)[-1]
+            if name.endswith(".json") and "/" not in key[len(SNAPSHOTS) + 1:]:
+                out.append(name[:-5])
+        return sorted(out)
+
+    def read_manifest_bytes(self, snapshot_id: str) -> bytes:
+        key = f"{SNAPSHOTS}/{snapshot_id}.json"
+        with self.backend.get(key) as reader:
+            if self.keys is None:
+                return reader.read()
+            return b"".join(crypto.decrypt_frames(self.keys, reader.read))
+
+    def write_manifest(self, snapshot_id: str, data: bytes) -> None:
+        """Write a manifest: the last write of a backup, after `sync`."""
+        self.backend.sync()
+        if self.keys is not None:
+            parts: list[bytes] = []
+            enc = crypto.Encryptor(self.keys, parts.append)
+            enc.write(data)
+            enc.finish()
+            data = b"".join(parts)
+        self.backend.put_bytes(f"{SNAPSHOTS}/{snapshot_id}.json", data)
+
+    def delete_manifest(self, snapshot_id: str) -> bool:
+        return self.backend.delete(f"{SNAPSHOTS}/{snapshot_id}.json")
+
+    # --- locks --------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, purpose: str) -> Iterator[None]:
+        """A lock file that tells prune a backup may be writing unreferenced objects."""
+        key = f"{LOCKS}/{secrets.token_hex(8)}.json"
+        body = {"purpose": purpose, "host": socket.gethostname(), "pid": os.getpid(), "created": now_iso()}
+        self.backend.put_bytes(key, json.dumps(body).encode())
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                self.backend.delete(key)
+
+    def active_locks(self) -> list[str]:
+        """Lock keys younger than a day (older ones are left by killed processes and ignored)."""
+        import time
+
+        now = time.time()
+        return [key for key, _size, modified in self.backend.keys(LOCKS)
+                if modified is None or now - modified < STALE_LOCK_SECONDS]
+
+
+class ObjectWriter:
+    """Spool one object while hashing (and encrypting) it; `finish` puts it under its id if new."""
+
+    def __init__(self, repo: Repository):
+        self.repo = repo
+        self.hasher = crypto.new_hasher(repo.keys)
+        self.size = 0
+        self.path: Path = repo.backend.temp_file()
+        self._file = open(self.path, "wb")  # noqa: SIM115 - closed in finish/abort
+        self._enc = crypto.Encryptor(repo.keys, self._file.write) if repo.keys is not None else None
+
+    def write(self, chunk: bytes) -> None:
+        self.hasher.update(chunk)
+        self.size += len(chunk)
+        if self._enc is not None:
+            self._enc.write(chunk)
+        else:
+            self._file.write(chunk)
+
+    def finish(self) -> tuple[str, int, bool]:
+        if self._enc is not None:
+            self._enc.finish()
+        self._file.close()
+        object_id = self.hasher.hexdigest()
+        if self.repo.has_object(object_id):
+            self.path.unlink(missing_ok=True)
+            return object_id, self.size, False
+        self.repo.backend.put_file(object_key(object_id), self.path)
+        if self.repo._known is not None:
+            self.repo._known.add(object_id)
+        return object_id, self.size, True
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> ObjectWriter:
+        return self
+
+    def __exit__(self, exc_type, *_exc) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

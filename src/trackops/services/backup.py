@@ -1,0 +1,360 @@
+"""`trackops backup`: one consistent snapshot of the tracking database and the artifacts it references.
+
+Plan, then execute, in an order that makes an interruption harmless:
+
+1. The repository is opened (or created) and, when encrypted, unlocked: a wrong key fails here (exit 12)
+   before the database is touched. A lock file in the repository keeps ``prune`` away meanwhile.
+2. The database is read in one snapshot transaction (PostgreSQL REPEATABLE READ READ ONLY, MySQL
+   WITH CONSISTENT SNAPSHOT, SQLite a read transaction in WAL mode): its live schema is reflected, every
+   table is dumped in primary-key order as a compressed object, and the artifact URIs its rows hold are
+   gathered. Writers keep going; they just are not in the snapshot.
+3. The artifact locations are folded (a run's folder inside its experiment's counts once) and walked;
+   each file becomes a content-addressed object. A file whose size and mtime match the previous
+   snapshot of the same database is not read again; an object that exists is not stored again.
+4. The artifact index, then the manifest are written. Until the manifest exists the snapshot does not.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from trackops import __version__
+from trackops.archive import crypto, dump, index as artifact_index, manifest as manifests
+from trackops.archive.index import IndexEntry, Location
+from trackops.archive.repository import Repository, now_iso
+from trackops.artifacts import ArtifactError, ArtifactNotFound, ArtifactRepository, locate
+from trackops.config import Settings
+from trackops.db import revisions
+from trackops.db.engine import connect_errors, create_engine, hide_password, parse_url, server_version
+from trackops.errors import TrackopsError, UsageError
+from trackops.services.locking import MAINTENANCE_LOCK, hold_lock
+
+# Columns that hold artifact URIs: (table, column, (key column, key value) or None).
+ARTIFACT_COLUMNS: tuple[tuple[str, str, tuple[str, str] | None], ...] = (
+    ("experiments", "artifact_location", None),
+    ("runs", "artifact_uri", None),
+    ("logged_models", "artifact_location", None),
+    ("model_versions", "source", None),
+    ("model_versions", "storage_location", None),
+    ("trace_tags", "value", ("key", "mlflow.artifactLocation")),
+)
+COPY_THREADS = 4
+SKIPPED_SCHEMES = ("models:", "runs:")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgressEvent:
+    """``phase`` is ``tables`` or ``artifacts``; ``kind`` start (total known), advance (by `amount`), done."""
+
+    phase: str
+    kind: str
+    total: int = 0
+    amount: int = 0
+    item: str | None = None
+
+
+Progress = Callable[[ProgressEvent], None]
+
+
+@dataclasses.dataclass
+class BackupReport:
+    """What a backup stored; `to_json()` is the documented ``--json`` shape (docs/backup.md)."""
+
+    snapshot: str
+    repository: str
+    database: str
+    dialect: str
+    revision: str | None
+    tables: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    files: int = 0
+    bytes: int = 0
+    files_stored: int = 0
+    bytes_stored: int = 0
+    files_unchanged: int = 0
+    objects_new: int = 0
+    missing: list[str] = dataclasses.field(default_factory=list)
+    skipped: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    database_seconds: float = 0.0
+    artifact_seconds: float = 0.0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "snapshot": self.snapshot, "repository": self.repository, "database": self.database,
+            "dialect": self.dialect, "revision": self.revision,
+            "tables": len(self.tables), "rows": sum(t["rows"] for t in self.tables),
+            "artifacts": {"files": self.files, "bytes": self.bytes, "files_stored": self.files_stored,
+                          "bytes_stored": self.bytes_stored, "files_unchanged": self.files_unchanged,
+                          "missing": self.missing, "skipped": self.skipped},
+            "objects_new": self.objects_new,
+            "seconds": {"database": round(self.database_seconds, 3), "artifacts": round(self.artifact_seconds, 3),
+                        "total": round(self.seconds, 3)},
+        }
+
+
+def repository_uri(settings: Settings, given: str | None) -> str:
+    uri = given or settings.backup_repository
+    if not uri:
+        raise UsageError("no backup repository given",
+                         hint="pass --to / --repo PATH|s3://bucket/prefix, or set TRACKOPS_BACKUP_REPO")
+    return uri
+
+
+def backup(settings: Settings, *, to: str | None = None, encrypt: bool = False, key_file: str | None = None,
+           lock: bool = True, progress: Progress | None = None) -> BackupReport:
+    """Back up the tracking database and its artifacts as one snapshot in a backup repository."""
+    emit = progress or (lambda _e: None)
+    t0 = time.perf_counter()
+    repo = Repository.open_or_create(repository_uri(settings, to), secret=crypto.passphrase(key_file),
+                                     encrypt=encrypt)
+    url = parse_url(settings.backend_store_uri)
+    snapshot_id = manifests.new_snapshot_id()
+    created = now_iso()
+    with (hold_lock(url, MAINTENANCE_LOCK, purpose="backup") if lock else nullcontext()), repo.lock("backup"):
+        with snapshot_connection(url) as conn:
+            report = BackupReport(snapshot_id, repo.uri, hide_password(url), url.get_backend_name(),
+                                  revisions.current_revision(conn) if _has_version_table(conn) else None)
+            server = server_version(conn)
+            tables = _dump_tables(conn, repo, report, emit)
+            uris = referenced_uris(conn, {t["name"] for t in tables}, _reflect_artifact_tables(conn))
+        report.database_seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        previous = _previous_index(repo, report.database)
+        locations, entries = _copy_artifacts(repo, uris, settings.artifacts_destination, previous, report, emit)
+        index_id, index_size = None, 0
+        if locations:
+            index_id, index_size, new = repo.put_chunks(artifact_index.encode(locations, entries))
+            report.objects_new += new
+        report.artifact_seconds = time.perf_counter() - t1
+        body = {
+            "id": snapshot_id, "created": created, "finished": now_iso(), "trackops_version": __version__,
+            "hostname": socket.gethostname(),
+            "source": {"database": report.database, "dialect": report.dialect, "server_version": server,
+                       "revision": report.revision,
+                       "artifacts_destination": _destination_text(settings.artifacts_destination)},
+            "tables": tables,
+            "artifacts": {"index": index_id, "index_size": index_size, "files": report.files, "bytes": report.bytes,
+                          "locations": len(locations), "missing": len(report.missing),
+                          "missing_paths": report.missing[:1000], "skipped": report.skipped},
+        }
+        repo.write_manifest(snapshot_id, manifests.seal(body))
+    report.tables = [{"name": t["name"], "rows": t["rows"]} for t in tables]
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _destination_text(destination: str | None) -> str | None:
+    if not destination:
+        return None
+    from trackops.artifacts.registry import local_path, scheme_of
+
+    return local_path(destination) if scheme_of(destination) in ("", "file") else destination
+
+
+# --- the database snapshot ----------------------------------------------------------------------------
+
+@contextmanager
+def snapshot_connection(url: URL) -> Iterator[sa.Connection]:
+    """A connection inside one read-only snapshot transaction of the whole database."""
+    dialect = url.get_backend_name()
+    engine = create_engine(url, must_exist=True, poolclass=sa.pool.NullPool)
+    if dialect == "sqlite":
+        @sa.event.listens_for(engine, "connect")
+        def _manual(dbapi_conn, _record) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+    try:
+        with connect_errors(url):
+            conn = engine.connect()
+            if dialect == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            elif dialect == "mysql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            else:
+                conn.exec_driver_sql("BEGIN")
+                conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").all()  # the snapshot starts here
+        try:
+            with connect_errors(url):
+                yield conn
+        finally:
+            try:
+                if dialect == "sqlite":
+                    conn.exec_driver_sql("ROLLBACK")
+                else:
+                    conn.rollback()
+            except Exception:  # noqa: BLE001 - a read-only transaction has nothing to lose
+                pass
+            conn.close()
+    finally:
+        engine.dispose()
+
+
+def _has_version_table(conn: sa.Connection) -> bool:
+    return sa.inspect(conn).has_table(revisions.VERSION_TABLE)
+
+
+def backed_up_tables(conn: sa.Connection) -> list[sa.Table]:
+    """The live schema's tables in foreign-key order, trackops' own tables left out."""
+    metadata = sa.MetaData()
+    names = [t for t in sa.inspect(conn).get_table_names() if not t.startswith("trackops_")]
+    metadata.reflect(bind=conn, only=names)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sa.exc.SAWarning)  # cycles are fine: loads defer or disable checks
+        return list(metadata.sorted_tables)
+
+
+def _dump_tables(conn: sa.Connection, repo: Repository, report: BackupReport, emit: Progress) -> list[dict]:
+    tables = backed_up_tables(conn)
+    emit(ProgressEvent("tables", "start", total=len(tables)))
+    out = []
+    for table in tables:
+        with repo.writer() as writer:
+            result = dump.dump_table(conn, table, writer.write)
+            object_id, object_size, new = writer.finish()
+        report.objects_new += new
+        out.append({"name": table.name, "rows": result.rows, "object": object_id, "object_size": object_size,
+                    "size": result.size,
+                    "sha256": result.sha256, "columns": result.columns})
+        emit(ProgressEvent("tables", "advance", amount=1, item=f"{table.name} ({result.rows} rows)"))
+    emit(ProgressEvent("tables", "done"))
+    return out
+
+
+def _reflect_artifact_tables(conn: sa.Connection) -> dict[str, sa.Table]:
+    metadata = sa.MetaData()
+    names = set(sa.inspect(conn).get_table_names())
+    wanted = sorted({t for t, _c, _w in ARTIFACT_COLUMNS} & names)
+    metadata.reflect(bind=conn, only=wanted)
+    return dict(metadata.tables)
+
+
+def referenced_uris(conn: sa.Connection, dumped: set[str], tables: dict[str, sa.Table]) -> list[str]:
+    """Every distinct artifact URI the snapshot's rows hold (experiments, runs, logged models, versions, traces)."""
+    found: set[str] = set()
+    for table_name, column_name, where in ARTIFACT_COLUMNS:
+        table = tables.get(table_name)
+        if table is None or table_name not in dumped or column_name not in table.c:
+            continue
+        column = table.c[column_name]
+        query = sa.select(column).distinct().where(column.is_not(None))
+        if where is not None:
+            query = query.where(table.c[where[0]] == where[1])
+        found.update(v for v in conn.execute(query).scalars() if v)
+    return sorted(found)
+
+
+# --- artifacts ------------------------------------------------------------------------------------------
+
+def fold_locations(uris: list[str], destination: str | None
+                   ) -> tuple[list[tuple[Location, ArtifactRepository]], list[dict[str, str]]]:
+    """Distinct places for the URIs, nested ones folded into their container; and the URIs skipped."""
+    places: dict[str, tuple[str, ArtifactRepository]] = {}
+    skipped = []
+    for uri in uris:
+        if uri.startswith(SKIPPED_SCHEMES):
+            skipped.append({"uri": uri, "reason": "a reference to a model, not a storage location"})
+            continue
+        try:
+            repo, path = locate(uri, artifacts_destination=destination)
+            if path:
+                repo = repo.child(path)
+        except TrackopsError as exc:
+            skipped.append({"uri": uri, "reason": exc.message})
+            continue
+        place = repo.uri.rstrip("/")
+        places.setdefault(place, (uri, repo))
+    kept: list[tuple[Location, ArtifactRepository]] = []
+    kept_places: set[str] = set()
+    for place in sorted(places, key=len):
+        parts = place.split("/")
+        if any("/".join(parts[:i]) in kept_places for i in range(1, len(parts))):
+            continue
+        kept_places.add(place)
+        uri, repo = places[place]
+        kept.append((Location(uri, place), repo))
+    kept.sort(key=lambda pair: pair[0].place)
+    return kept, skipped
+
+
+def _previous_index(repo: Repository, database: str) -> dict[tuple[str, str], tuple[int, float | None, str]]:
+    """(place, path) -> (size, mtime, object) from the newest snapshot of the same database."""
+    for snapshot_id in reversed(repo.snapshot_ids()):
+        try:
+            manifest = manifests.parse(repo.read_manifest_bytes(snapshot_id))
+        except Exception:  # noqa: BLE001 - a damaged old snapshot only means no shortcut
+            continue
+        if manifest["source"]["database"] != database:
+            continue
+        index_id = manifest["artifacts"].get("index")
+        if not index_id:
+            return {}
+        try:
+            locations, entries = artifact_index.decode(repo.read_object(index_id))
+            return {(locations[e.location].place, e.path): (e.size, e.mtime, e.object) for e in entries}
+        except Exception:  # noqa: BLE001
+            return {}
+    return {}
+
+
+def _copy_artifacts(repo: Repository, uris: list[str], destination: str | None,
+                    previous: dict[tuple[str, str], tuple[int, float | None, str]], report: BackupReport,
+                    emit: Progress) -> tuple[list[Location], list[IndexEntry]]:
+    located, report.skipped = fold_locations(uris, destination)
+    known = repo.known_objects()
+    todo: list[tuple[int, ArtifactRepository, Any]] = []
+    entries: list[IndexEntry] = []
+    for number, (location, source) in enumerate(located):
+        try:
+            for entry in source.walk(""):
+                cached = previous.get((location.place, entry.path))
+                if cached is not None and cached[0] == entry.size and cached[1] == entry.modified \
+                        and cached[2] in known:
+                    entries.append(IndexEntry(number, entry.path, cached[2], entry.size or 0, entry.modified))
+                    report.files_unchanged += 1
+                else:
+                    todo.append((number, source, entry))
+        except ArtifactError as exc:
+            report.skipped.append({"uri": location.uri, "reason": exc.message})
+    report.files = len(entries) + len(todo)
+    report.bytes = sum(e.size for e in entries) + sum(t[2].size or 0 for t in todo)
+    emit(ProgressEvent("artifacts", "start", total=report.bytes))
+    emit(ProgressEvent("artifacts", "advance", amount=sum(e.size for e in entries)))
+
+    def copy(task) -> tuple[IndexEntry | None, bool, str]:
+        number, source, entry = task
+        try:
+            with source.open(entry.path) as reader, repo.writer() as writer:
+                for chunk in reader:
+                    writer.write(chunk)
+                object_id, size, new = writer.finish()
+        except ArtifactNotFound:
+            return None, False, f"{located[number][0].place}/{entry.path}"
+        emit(ProgressEvent("artifacts", "advance", amount=size, item=entry.path))
+        return IndexEntry(number, entry.path, object_id, size, entry.modified), new, ""
+
+    with concurrent.futures.ThreadPoolExecutor(COPY_THREADS) as pool:
+        for done, new, missing in pool.map(copy, todo):
+            if done is None:
+                report.missing.append(missing)
+                report.files -= 1
+                continue
+            entries.append(done)
+            if new:
+                report.files_stored += 1
+                report.bytes_stored += done.size
+                report.objects_new += 1
+    emit(ProgressEvent("artifacts", "done"))
+    entries.sort()
+    return [loc for loc, _repo in located], entries
