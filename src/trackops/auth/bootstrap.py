@@ -61,3 +61,36 @@ def auth_preflight(backend_store_uri: str, env: Mapping[str, str] | None = None)
             return ensure_admin(engine, env)
     finally:
         engine.dispose()
+
+
+def security_preflight(backend_store_uri: str, *, auth: bool, default_permission: str = "READ",
+                       artifacts_credentials_secret: str | None = None, artifacts_destination: str = "",
+                       env: Mapping[str, str] | None = None) -> str | None:
+    """What ``serve --auth`` / ``--artifacts-credentials-secret`` need before workers start.
+
+    Checks the default permission, creates the first admin from the environment (or refuses to
+    start without one) and opens the credentials secret once (a wrong key fails here, exit 12).
+    Returns the name of an admin created from the environment, if any.
+    """
+    from trackops.auth.permissions import Permission
+    from trackops.db.engine import connect_errors, create_engine, parse_url
+
+    Permission.parse(default_permission)
+    created = auth_preflight(backend_store_uri, env) if auth else None
+    if artifacts_credentials_secret:
+        from trackops.secrets.artifacts import read_credentials
+        from trackops.secrets.crypto import load_keyring
+        from trackops.secrets.store import SecretStore
+
+        if not artifacts_destination.startswith("s3://"):
+            raise UsageError(f"--artifacts-credentials-secret applies to s3:// destinations, "
+                             f"not {artifacts_destination or 'this one'}")
+        keyring = load_keyring(env)
+        url = parse_url(backend_store_uri)
+        engine = create_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            with connect_errors(url):
+                read_credentials(SecretStore(engine, keyring), artifacts_credentials_secret)
+        finally:
+            engine.dispose()
+    return created

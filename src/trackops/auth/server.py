@@ -155,3 +155,28 @@ def install(ctx: Any, *, default_permission: str | Permission = Permission.READ,
     if ctx.logged_models is not None:
         ctx.logged_models = ScopedLoggedModels(ctx.logged_models, layer)
     return layer
+
+
+def configure(ctx: Any, config: Any) -> None:
+    """What `ServeConfig`'s security options ask of a worker's context: auth, and artifact credentials."""
+    if getattr(config, "auth", False):
+        install(ctx, default_permission=getattr(config, "default_permission", "READ"))
+    secret = getattr(config, "artifacts_credentials_secret", None)
+    if secret and ctx.serve_artifacts:
+        from trackops.secrets.artifacts import repository_with_secret
+        from trackops.secrets.cache import SecretCache, cache_settings
+        from trackops.secrets.crypto import load_keyring
+        from trackops.secrets.store import SecretStore
+
+        ttl, size = cache_settings()
+        store = SecretStore(ctx.engine, load_keyring(), cache=SecretCache(ttl, size))
+        ctx.artifacts = repository_with_secret(config.artifacts_destination, store, secret, ttl=ttl)
+        ctx.secrets = store
+
+
+def auth_routes() -> list:
+    """The MLflow basic-auth REST endpoints (users, permissions), served with --auth."""
+    from trackops.auth import routes as auth_routes_module
+    from trackops.server.routing import collect
+
+    return collect(auth_routes_module)

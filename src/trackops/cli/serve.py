@@ -28,6 +28,18 @@ def serve(
                                          help="Worker processes (each with its own connection pool).")] = 1,
     upgrade: Annotated[bool, typer.Option(
         "--upgrade", help="Upgrade a database that is behind head before serving (otherwise it is refused).")] = False,
+    auth: Annotated[bool, typer.Option(
+        "--auth", help="Require HTTP Basic or Bearer-token credentials and check per-experiment / per-model "
+                       "permissions. The first admin comes from TRACKOPS_ADMIN_USERNAME + TRACKOPS_ADMIN_PASSWORD "
+                       "or trackops users create --admin (docs/auth.md).")] = False,
+    default_permission: Annotated[str, typer.Option(
+        "--default-permission", metavar="PERMISSION",
+        help="With --auth: what users may do where they have no grant: READ (default), EDIT, MANAGE or "
+             "NO_PERMISSIONS.")] = "READ",
+    artifacts_credentials_secret: Annotated[str | None, typer.Option(
+        "--artifacts-credentials-secret", metavar="NAME",
+        help="Take the S3 destination's credentials from this named secret (trackops secrets set; "
+             "needs TRACKOPS_SECRETS_KEK). See docs/secrets.md.")] = None,
 ) -> int:
     """Run an MLflow-compatible tracking server (REST API 2.0, proxied artifacts, model registry).
 
@@ -48,7 +60,9 @@ def serve(
 
     settings = settings_from(backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination,
                              default_artifact_root=default_artifact_root, host=host, port=port)
-    report = preflight(settings, upgrade=upgrade, serve_artifacts=serve_artifacts, workers=workers)
+    report = preflight(settings, upgrade=upgrade, serve_artifacts=serve_artifacts, workers=workers, auth=auth,
+                       default_permission=default_permission.upper(),
+                       artifacts_credentials_secret=artifacts_credentials_secret)
     config = report.config
     if report.created:
         console.print(f"Created the database {report.database} at head {report.revision}.", markup=False)

@@ -38,7 +38,8 @@ def _password(from_stdin: bool) -> str:
         if password.endswith("\r"):
             password = password[:-1]
         if not password:
-            raise UsageError("no password on stdin", hint="echo the password into the command, or drop --password-stdin")
+            raise UsageError("no password on stdin",
+                             hint="echo the password into the command, or drop --password-stdin")
         return password
     if not sys.stdin.isatty():
         raise UsageError("a password is needed and there is no terminal to ask on",

@@ -48,6 +48,7 @@ class ServerContext:
     serve_artifacts: bool = True
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
     readiness: Callable[[], dict[str, Any]] | None = None
+    auth: Any = None  # auth.server.AuthLayer with --auth: checks every route's access on its resource
 
 
 class FastJSONResponse(Response):
@@ -127,6 +128,9 @@ def _endpoint(route: Route, ctx: ServerContext, template: str) -> Callable:
         async def raw_endpoint(request: Request) -> Response:
             started = time.perf_counter()
             try:
+                if ctx.auth is not None:
+                    user = await ctx.auth.authenticate(request, route)
+                    await ctx.auth.authorize(user, route, request.query_params, request.path_params)
                 response = await route.handler(ctx, request)
             except TrackopsError as exc:
                 response = error_response(exc)
@@ -140,7 +144,10 @@ def _endpoint(route: Route, ctx: ServerContext, template: str) -> Callable:
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
         try:
+            user = await ctx.auth.authenticate(request, route) if ctx.auth is not None else None  # before the body
             params = await request_params(request)
+            if user is not None:
+                await ctx.auth.authorize(user, route, params, request.path_params)
             result = await run_in_threadpool(route.handler, ctx, params, request.path_params)
             response = result if isinstance(result, Response) else FastJSONResponse(result)
         except TrackopsError as exc:

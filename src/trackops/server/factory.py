@@ -50,6 +50,10 @@ def build_context(config: ServeConfig) -> ServerContext:
                                         default_artifact_root=config.default_artifact_root)
     ctx.artifacts = repository_for(config.artifacts_destination) if config.serve_artifacts else None
     ctx.readiness = lambda: readiness(engine, ctx.artifacts)
+    if config.auth or config.artifacts_credentials_secret:
+        from trackops.auth.server import configure
+
+        configure(ctx, config)  # --auth, --artifacts-credentials-secret (auth/server.py)
     return ctx
 
 
@@ -65,6 +69,10 @@ def _optional_store(module: str, cls: str, engine, **kwargs):
 
 
 def build_app(config: ServeConfig) -> Starlette:
+    if config.auth:
+        from trackops.auth.server import auth_routes
+
+        return create_app(build_context(config), routes() + auth_routes())
     return create_app(build_context(config), routes())
 
 

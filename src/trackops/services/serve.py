@@ -47,6 +47,9 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 5000
     workers: int = 1
+    auth: bool = False
+    default_permission: str = "READ"
+    artifacts_credentials_secret: str | None = None
 
     def to_env(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -81,7 +84,8 @@ class PreflightReport:
         return out
 
 
-def serve_config(settings: Settings, *, serve_artifacts: bool = True, workers: int = 1) -> ServeConfig:
+def serve_config(settings: Settings, *, serve_artifacts: bool = True, workers: int = 1,
+                 **security: Any) -> ServeConfig:
     """Resolve the artifact root new experiments get: the flag, else proxied, else ./mlruns (absolute)."""
     from trackops.stores.uris import resolve_uri_if_local
 
@@ -93,13 +97,13 @@ def serve_config(settings: Settings, *, serve_artifacts: bool = True, workers: i
         raise TrackopsError(f"--workers must be at least 1, not {workers}")
     return ServeConfig(backend_store_uri=settings.backend_store_uri, artifacts_destination=destination,
                        default_artifact_root=resolve_uri_if_local(root), serve_artifacts=serve_artifacts,
-                       host=settings.host, port=settings.port, workers=workers)
+                       host=settings.host, port=settings.port, workers=workers, **security)
 
 
 def preflight(settings: Settings, *, upgrade: bool = False, serve_artifacts: bool = True,
-              workers: int = 1) -> PreflightReport:
+              workers: int = 1, **security: Any) -> PreflightReport:
     """Make the database (at head, with the Default experiment) and the artifact destination ready."""
-    config = serve_config(settings, serve_artifacts=serve_artifacts, workers=workers)
+    config = serve_config(settings, serve_artifacts=serve_artifacts, workers=workers, **security)
     url = parse_url(settings.backend_store_uri)
     before = migrate.current(settings)
     upgraded_from = None
@@ -134,6 +138,12 @@ def preflight(settings: Settings, *, upgrade: bool = False, serve_artifacts: boo
         engine.dispose()
     if serve_artifacts:
         _prepare_destination(config.artifacts_destination)
+    if config.auth or config.artifacts_credentials_secret:  # first admin, readable secret (auth/bootstrap.py)
+        from trackops.auth.bootstrap import security_preflight
+
+        security_preflight(config.backend_store_uri, auth=config.auth, default_permission=config.default_permission,
+                           artifacts_credentials_secret=config.artifacts_credentials_secret,
+                           artifacts_destination=config.artifacts_destination)
     return PreflightReport(database=hide_password(url), created=created, upgraded_from=upgraded_from,
                            revision=revisions.HEAD, default_experiment_created=made_default, config=config)
 
