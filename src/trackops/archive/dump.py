@@ -134,14 +134,27 @@ class DumpReader:
         self._lines = self._iter_lines()
         self.hasher = hashlib.sha256()
         self.size = 0
+        from trackops.archive.crypto import CorruptObject
+
         first = next(self._lines, None)
         if first is None:
-            raise ValueError("empty dump")
-        self.header = json.loads(first)
+            raise CorruptObject("empty dump")
+        try:
+            self.header = json.loads(first)
+        except ValueError:
+            raise CorruptObject("the dump header is not JSON") from None
         self.columns = [name for name, _kind in self.header["columns"]]
         self.kinds = [kind for _name, kind in self.header["columns"]]
 
     def _iter_lines(self) -> Iterator[bytes]:
+        from trackops.archive.crypto import CorruptObject
+
+        try:
+            yield from self._decompressed_lines()
+        except zlib.error as exc:
+            raise CorruptObject(f"not a valid compressed dump ({exc})") from None
+
+    def _decompressed_lines(self) -> Iterator[bytes]:
         for chunk in self._chunks:
             data = self._decompressor.decompress(chunk)
             if not data:
@@ -157,7 +170,7 @@ class DumpReader:
             self.size += len(tail)
         rest = self._buffer + tail
         if not self._decompressor.eof:
-            raise ValueError("dump is truncated")
+            raise zlib.error("dump is truncated")
         if rest:
             yield from (line for line in rest.split(b"\n") if line)
 

@@ -342,54 +342,66 @@ def _load_tables(conn: sa.Connection, repo: Repository, plan: RestorePlan, repor
     emit(ProgressEvent("tables", "start", total=total_rows))
     if conn.dialect.name == "mysql":
         conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
-    uri_columns = {(t, c): w for t, c, w in ARTIFACT_COLUMNS}
     for entry in tables:
-        name = entry["name"]
-        target = metadata.tables.get(name)
-        if name == revisions.VERSION_TABLE:
-            continue  # written by the schema build
-        if target is None:
-            report.skipped_tables.append(name)
-            emit(ProgressEvent("tables", "advance", amount=entry["rows"]))
-            continue
-        conn.execute(target.delete())  # rows the migrations seed (the default workspace)
-        reader = dump.DumpReader(_checked_object(repo, entry["object"], f"table {name} dump"))
-        writable = {c.name: c for c in target.columns if c.computed is None}
-        keep = [i for i, col in enumerate(reader.columns) if col in writable]
-        names = [reader.columns[i] for i in keep]
-        convert = []
-        for pos, i in enumerate(keep):
-            fn = dump.decoder(reader.kinds[i], writable[names[pos]].type)
-            if fn is not None:
-                convert.append((pos, fn))
-        rewrites = [(pos, uri_columns[(name, col)]) for pos, col in enumerate(names) if (name, col) in uri_columns]
-        key_pos = {col: pos for pos, col in enumerate(names)}
-        rows = 0
-        insert = target.insert()
-        for batch in reader.batches():
-            records = []
-            for raw in batch:
-                values = [raw[i] for i in keep]
-                for pos, fn in convert:
-                    if values[pos] is not None:
-                        values[pos] = fn(values[pos])
-                for pos, where in rewrites:
-                    value = values[pos]
-                    if value is not None and (where is None or values[key_pos[where[0]]] == where[1]):
-                        values[pos] = _rewrite_stored(value, plan)
-                records.append(dict(zip(names, values)))
-            conn.execute(insert, records)
-            rows += len(records)
-            emit(ProgressEvent("tables", "advance", amount=len(records), item=name))
-        if reader.hasher.hexdigest() != entry["sha256"] or rows != entry["rows"]:
-            raise CheckFailedError(f"the dump of table {name} does not match the manifest; nothing was restored",
-                                   hint="run trackops verify --read-data; restore another snapshot")
-        report.tables.append({"name": name, "rows": rows})
+        try:
+            _load_table(conn, repo, plan, report, emit, metadata, entry)
+        except (CorruptObject, ValueError) as exc:
+            raise CheckFailedError(f"the dump of table {entry['name']} is damaged ({exc}); nothing was restored",
+                                   hint="run trackops verify --read-data; restore another snapshot") from None
     if conn.dialect.name == "mysql":
         conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
     if conn.dialect.name == "postgresql":
         _reset_sequences(conn, metadata)
     emit(ProgressEvent("tables", "done"))
+
+
+_URI_COLUMNS = {(t, c): w for t, c, w in ARTIFACT_COLUMNS}
+
+
+def _load_table(conn: sa.Connection, repo: Repository, plan: RestorePlan, report: RestoreReport, emit: Progress,
+                metadata: sa.MetaData, entry: dict[str, Any]) -> None:
+    uri_columns = _URI_COLUMNS
+    name = entry["name"]
+    target = metadata.tables.get(name)
+    if name == revisions.VERSION_TABLE:
+        return  # written by the schema build
+    if target is None:
+        report.skipped_tables.append(name)
+        emit(ProgressEvent("tables", "advance", amount=entry["rows"]))
+        return
+    conn.execute(target.delete())  # rows the migrations seed (the default workspace)
+    reader = dump.DumpReader(_checked_object(repo, entry["object"], f"table {name} dump"))
+    writable = {c.name: c for c in target.columns if c.computed is None}
+    keep = [i for i, col in enumerate(reader.columns) if col in writable]
+    names = [reader.columns[i] for i in keep]
+    convert = []
+    for pos, i in enumerate(keep):
+        fn = dump.decoder(reader.kinds[i], writable[names[pos]].type)
+        if fn is not None:
+            convert.append((pos, fn))
+    rewrites = [(pos, uri_columns[(name, col)]) for pos, col in enumerate(names) if (name, col) in uri_columns]
+    key_pos = {col: pos for pos, col in enumerate(names)}
+    rows = 0
+    insert = target.insert()
+    for batch in reader.batches():
+        records = []
+        for raw in batch:
+            values = [raw[i] for i in keep]
+            for pos, fn in convert:
+                if values[pos] is not None:
+                    values[pos] = fn(values[pos])
+            for pos, where in rewrites:
+                value = values[pos]
+                if value is not None and (where is None or values[key_pos[where[0]]] == where[1]):
+                    values[pos] = _rewrite_stored(value, plan)
+            records.append(dict(zip(names, values)))
+        conn.execute(insert, records)
+        rows += len(records)
+        emit(ProgressEvent("tables", "advance", amount=len(records), item=name))
+    if reader.hasher.hexdigest() != entry["sha256"] or rows != entry["rows"]:
+        raise CheckFailedError(f"the dump of table {name} does not match the manifest; nothing was restored",
+                               hint="run trackops verify --read-data; restore another snapshot")
+    report.tables.append({"name": name, "rows": rows})
 
 
 def _rewrite_stored(uri: str, plan: RestorePlan) -> str:

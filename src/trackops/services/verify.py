@@ -10,6 +10,7 @@ checksum. The report names each damaged snapshot, object and what it held.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -135,6 +136,6 @@ def _check(repo: Repository, object_id: str, size: int | None, stored: dict[str,
         return "missing"
     except CorruptObject as exc:
         return f"damaged: {exc}"
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, zlib.error) as exc:
         return f"damaged: {exc}"
     return None
