@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -77,8 +78,18 @@ def test_mlflow_client_workflow(dialect, destination, databases, s3_bucket, tmp_
     try:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
         monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        # Large files go through multipart upload when the client asks for it: presigned S3 parts
+        # with an S3 destination, the client's fallback to one streamed PUT with a local one.
+        monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "true")
+        monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", str(8 * 1024 * 1024))
+        monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE", str(5 * 1024 * 1024))
         mlflow.set_tracking_uri(server.url)
         _workflow(tmp_path, tag=f"{dialect}-{destination}")
+        metrics = requests.get(server.url + "/metrics", timeout=10).text
+        if destination == "s3":
+            assert 'route="/api/2.0/mlflow-artifacts/mpu/complete/{artifact_path:path}",status="200"' in metrics
+        else:
+            assert 'route="/api/2.0/mlflow-artifacts/mpu/create/{artifact_path:path}",status="501"' in metrics
     finally:
         code = server.stop()
     # uvicorn re-raises the SIGTERM it handled once shutdown is done; anything else is a crash.
@@ -97,6 +108,8 @@ def _workflow(tmp_path: Path, tag: str) -> None:
     (tmp_path / "folder" / "sub").mkdir(parents=True)
     (tmp_path / "folder" / "a.csv").write_text("x,y\n1,2\n")
     (tmp_path / "folder" / "sub" / "b.bin").write_bytes(bytes(range(256)) * 100)
+    big = bytes(range(251)) * (11 * 1024 * 1024 // 251)
+    (tmp_path / "big.bin").write_bytes(big)
     with mlflow.start_run(run_name="main") as run:
         mlflow.log_param("alpha", 0.5)
         for step in range(5):
@@ -108,6 +121,7 @@ def _workflow(tmp_path: Path, tag: str) -> None:
                          params=[mlflow.entities.Param("beta", "2")])
         mlflow.log_artifact(str(tmp_path / "notes.txt"))
         mlflow.log_artifacts(str(tmp_path / "folder"), artifact_path="data")
+        mlflow.log_artifact(str(tmp_path / "big.bin"), artifact_path="large")
         info = mlflow.pyfunc.log_model(name="model", python_model=AddOne(), pip_requirements=["mlflow"])
     run_id = run.info.run_id
 
@@ -121,11 +135,12 @@ def _workflow(tmp_path: Path, tag: str) -> None:
     assert len(client.get_metric_history(run_id, "batch")) == 50
 
     top = {f.path: f for f in client.list_artifacts(run_id)}
-    assert set(top) == {"notes.txt", "data"} and top["notes.txt"].file_size == 5 and top["data"].is_dir
+    assert set(top) == {"notes.txt", "data", "large"} and top["notes.txt"].file_size == 5 and top["data"].is_dir
     assert {f.path for f in client.list_artifacts(run_id, "data")} == {"data/a.csv", "data/sub"}
     local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="data", dst_path=str(tmp_path / "dl")))
     assert (local / "sub" / "b.bin").read_bytes() == bytes(range(256)) * 100
     assert (local / "a.csv").read_text() == "x,y\n1,2\n"
+    assert Path(client.download_artifacts(run_id, "large/big.bin", str(tmp_path / "dl2"))).read_bytes() == big
 
     # The logged model: an output of the run, registered twice, aliased, staged, loaded back.
     logged = mlflow.get_logged_model(info.model_id)

@@ -89,7 +89,8 @@ def dataset_input(d: DatasetInput) -> dict[str, Any]:
     return out
 
 
-def run(r: Run) -> dict[str, Any]:
+def run(r: Run, *, with_outputs: bool = True) -> dict[str, Any]:
+    """A run; `with_outputs=False` for runs/create, whose response MLflow writes without "outputs"."""
     data: dict[str, Any] = {}
     _put_list(data, "metrics", [metric(m) for m in r.data.metrics])
     _put_list(data, "params", key_values(r.data.params))
@@ -100,7 +101,10 @@ def run(r: Run) -> dict[str, Any]:
     outputs: dict[str, Any] = {}
     _put_list(outputs, "model_outputs", [{"model_id": m.model_id, "step": m.step}
                                          for m in r.outputs.model_outputs])
-    return {"info": run_info(r.info), "data": data, "inputs": inputs, "outputs": outputs}
+    out = {"info": run_info(r.info), "data": data, "inputs": inputs}
+    if with_outputs:
+        out["outputs"] = outputs
+    return out
 
 
 def model_version(v: ModelVersion) -> dict[str, Any]:

@@ -121,7 +121,8 @@ async def _stream_file(repo, path: str) -> Response:
 @route("DELETE", ARTIFACTS + "/{artifact_path:path}", Access.EDIT, Resource.ARTIFACT_PATH, raw=True)
 async def delete_artifact(ctx, request: Request) -> Response:
     repo = _destination(ctx)
-    path = _safe(request.path_params["artifact_path"])
+    # Never the whole destination: a client deleting a run's artifacts always names a folder.
+    path = _safe(request.path_params["artifact_path"], file=True)
     await anyio.to_thread.run_sync(repo.delete_prefix, path)
     return _json({})
 

@@ -46,6 +46,17 @@ def _tags(items: list[Any], cls=RunTag, what: str = "tags") -> list:
 
 
 def _metric(item: Any, *, field: str = "metrics") -> Metric:
+    # Fast path for what the client sends (log-batch carries up to 1000 of these): plain JSON
+    # numbers and a string key, no optional fields. Anything else takes the checked path below.
+    if type(item) is dict and len(item) <= 4:
+        key, value, timestamp, step = item.get("key"), item.get("value"), item.get("timestamp"), item.get("step", 0)
+        if (type(key) is str and key and type(value) in (float, int) and type(timestamp) is int
+                and type(step) is int):
+            return Metric(key, float(value), timestamp, step)
+    return _checked_metric(item, field)
+
+
+def _checked_metric(item: Any, field: str) -> Metric:
     if not isinstance(item, dict):
         raise BadRequest(f"Invalid value in '{field}': each metric must be an object.")
     p = Params(item)
@@ -134,7 +145,7 @@ def create_run(ctx, p: Params, _path) -> dict:
     run = ctx.tracking.create_run(p.str("experiment_id") or "0", user_id=p.str("user_id"),
                                   start_time=p.int64("start_time"), tags=_tags(p.list("tags")),
                                   run_name=p.str("run_name") or None)
-    return {"run": ser.run(run)}
+    return {"run": ser.run(run, with_outputs=False)}
 
 
 @route("GET", "/mlflow/runs/get", Access.READ, Resource.RUN)

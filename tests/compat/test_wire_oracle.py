@@ -1,0 +1,161 @@
+"""The same raw REST calls against `mlflow server` 3.17.2 and `trackops serve`: same response shapes.
+
+Shapes are compared, not values that differ by nature (ids, timestamps, generated names): the same
+keys at every level, the same JSON types, the same list lengths, and the same values for enums,
+versions and error codes. Error responses are compared by HTTP status and error code.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+pytest.importorskip("mlflow")
+
+from tests.compat.server import ServerProcess, free_port  # noqa: E402
+
+KEEP_VALUES = {"status", "lifecycle_stage", "current_stage", "version", "error_code", "is_dir", "name", "key",
+               "value", "stage", "alias", "aliases", "file_size", "path", "step", "model_type", "description",
+               "user_id", "workspace", "store_type"}
+
+
+GENERATED_TAGS = {"mlflow.runName"}  # random names like "upbeat-snipe-497"
+
+
+def shape(value, key: str | None = None):
+    if isinstance(value, dict):
+        if value.get("key") in GENERATED_TAGS:
+            value = {**value, "value": "<generated>"}
+        return {k: shape(v, k) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        items = [shape(v, key) for v in value]
+        return sorted(items, key=repr)
+    if key in KEEP_VALUES:
+        return value
+    return type(value).__name__
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    work = tmp_path_factory.mktemp("mlflow-oracle")
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+                             f"sqlite:///{work / 'mlflow.db'}", "--artifacts-destination", str(work / "art"),
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**__import__("os").environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if requests.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail("mlflow server did not start")
+        time.sleep(0.3)
+    yield url
+    import os
+    import signal
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def trackops_server(tmp_path_factory):
+    server = ServerProcess([], tmp_path_factory.mktemp("trackops-oracle"))
+    yield server.url
+    server.stop()
+
+
+def conversation(base: str) -> list[tuple[str, int, object]]:
+    """A fixed sequence of calls; returns (label, status, body) for each."""
+    s = requests.Session()
+    api, out = base + "/api/2.0/mlflow", []
+
+    def call(label, method, path, *, json=None, params=None, data=None, root=None):
+        r = s.request(method, (root or api) + path, json=json, params=params, data=data, timeout=30)
+        body = r.json() if r.headers.get("content-type", "").startswith("application/json") else r.content
+        out.append((label, r.status_code, body))
+        return body
+
+    eid = call("create experiment", "POST", "/experiments/create",
+               json={"name": "oracle", "tags": [{"key": "a", "value": "b"}]})["experiment_id"]
+    call("get experiment", "GET", "/experiments/get", params={"experiment_id": eid})
+    call("get by name", "GET", "/experiments/get-by-name", params={"experiment_name": "Default"})
+    call("search experiments", "POST", "/experiments/search", json={"max_results": 1})
+    run = call("create run", "POST", "/runs/create", json={"experiment_id": eid, "start_time": 1000,
+                                                          "tags": [{"key": "t", "value": "v"}]})
+    rid = run["run"]["info"]["run_id"]
+    call("log metric nan", "POST", "/runs/log-metric", json={"run_id": rid, "run_uuid": rid, "key": "m",
+                                                             "value": "NaN", "timestamp": 5, "step": 1})
+    call("log metric inf", "POST", "/runs/log-metric", json={"run_id": rid, "key": "inf", "value": "Infinity",
+                                                             "timestamp": 5})
+    call("log batch", "POST", "/runs/log-batch", json={"run_id": rid, "metrics": [
+        {"key": "m2", "value": i, "timestamp": 5, "step": i} for i in range(20)], "params": [{"key": "p", "value": "1"}]})
+    call("log param", "POST", "/runs/log-parameter", json={"run_id": rid, "key": "q", "value": "2"})
+    call("set tag", "POST", "/runs/set-tag", json={"run_id": rid, "key": "k", "value": "v"})
+    call("get run", "GET", "/runs/get", params={"run_id": rid})
+    call("history", "GET", "/metrics/get-history", params={"run_id": rid, "run_uuid": rid, "metric_key": "m2",
+                                                           "max_results": 25000})
+    call("bulk interval", "GET", "/metrics/get-history-bulk-interval",
+         params={"run_ids": [rid], "metric_key": "m2", "max_results": 5})
+    call("update run", "POST", "/runs/update", json={"run_id": rid, "status": "FINISHED", "end_time": 2000})
+    call("search runs", "POST", "/runs/search", json={"experiment_ids": [eid], "filter": "metrics.m2 >= 0"})
+    call("search runs empty", "POST", "/runs/search", json={"experiment_ids": [eid], "filter": "metrics.m2 > 99"})
+    art = base + "/api/2.0/mlflow-artifacts/artifacts"
+    call("upload", "PUT", f"/{eid}/{rid}/artifacts/dir/a.txt", data=b"hello", root=art)
+    call("list proxied", "GET", "", params={"path": f"{eid}/{rid}/artifacts"}, root=art)
+    call("list run artifacts", "GET", "/artifacts/list", params={"run_id": rid, "path": "dir"})
+    model = call("create logged model", "POST", "/logged-models", json={"experiment_id": eid, "name": "lm",
+                                                                          "source_run_id": rid})
+    mid = model["model"]["info"]["model_id"]
+    call("finalize logged model", "PATCH", f"/logged-models/{mid}", json={"model_id": mid,
+                                                                          "status": "LOGGED_MODEL_READY"})
+    call("search logged models", "POST", "/logged-models/search", json={"experiment_ids": [eid]})
+    call("create registered model", "POST", "/registered-models/create", json={"name": "rm"})
+    call("create version 1", "POST", "/model-versions/create", json={"name": "rm", "source": f"models:/{mid}",
+                                                                     "run_id": rid, "model_id": mid})
+    call("create version 2", "POST", "/model-versions/create", json={"name": "rm", "source": f"models:/{mid}",
+                                                                     "run_id": rid, "model_id": mid})
+    call("set alias", "POST", "/registered-models/alias", json={"name": "rm", "alias": "champion", "version": "2"})
+    call("get registered model", "GET", "/registered-models/get", params={"name": "rm"})
+    call("get by alias", "GET", "/registered-models/alias", params={"name": "rm", "alias": "champion"})
+    call("transition", "POST", "/model-versions/transition-stage",
+         json={"name": "rm", "version": "1", "stage": "Staging", "archive_existing_versions": False})
+    call("search registered models", "GET", "/registered-models/search",
+         params={"filter": "name = 'rm' AND tag.`mlflow.prompt.is_prompt` != 'true'", "max_results": 100})
+    call("search versions", "GET", "/model-versions/search", params={"filter": "name = 'rm'", "max_results": 10000})
+    call("missing run", "GET", "/runs/get", params={"run_id": "0" * 32})
+    call("duplicate experiment", "POST", "/experiments/create", json={"name": "oracle"})
+    call("bad metric value", "POST", "/runs/log-metric", json={"run_id": rid, "key": "m", "value": "abc",
+                                                               "timestamp": 1})
+    call("missing alias", "GET", "/registered-models/alias", params={"name": "rm", "alias": "nope"})
+    call("dotdot path", "GET", "/0/a/%2E%2E/%2E%2E/etc/passwd", root=art)
+    return out
+
+
+def test_trackops_answers_the_same_calls_with_mlflows_shapes(mlflow_server, trackops_server):
+    theirs, ours = conversation(mlflow_server), conversation(trackops_server)
+    mismatches = []
+    for (label, status_m, body_m), (_, status_t, body_t) in zip(theirs, ours):
+        if status_m != status_t:
+            mismatches.append(f"{label}: status {status_m} (mlflow) != {status_t} (trackops)")
+        elif status_m >= 400:
+            if isinstance(body_m, dict) and body_m.get("error_code") != body_t.get("error_code"):
+                mismatches.append(f"{label}: {body_m.get('error_code')} != {body_t.get('error_code')}")
+        elif isinstance(body_m, dict) and shape(body_m) != shape(body_t):
+            mismatches.append(f"{label}:\n  mlflow   {shape(body_m)}\n  trackops {shape(body_t)}")
+    assert not mismatches, "\n".join(mismatches)
