@@ -20,7 +20,7 @@ class ManifestError(Exception):
 
 def new_snapshot_id(now: dt.datetime | None = None) -> str:
     now = now or dt.datetime.now(dt.timezone.utc)
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+    return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(4)
 
 
 def checksum(manifest: dict[str, Any]) -> str:

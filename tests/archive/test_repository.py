@@ -1,0 +1,148 @@
+"""The repository format on both backends: content addressing, encryption frames, manifests, dumps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+
+import pytest
+import sqlalchemy as sa
+
+from trackops.archive import crypto, dump, index as artifact_index, manifest as manifests
+from trackops.archive.crypto import CorruptObject
+from trackops.archive.index import IndexEntry, Location
+from trackops.archive.repository import Repository, object_key
+from trackops.errors import KeyFailureError, NotFoundError, UsageError
+
+
+@pytest.fixture(params=["local", "s3"])
+def repo_uri(request, tmp_path):
+    if request.param == "local":
+        return str(tmp_path / "repo")
+    return request.getfixturevalue("s3").uri("backups/main")
+
+
+def test_objects_are_named_by_sha256_and_stored_once(repo_uri):
+    repo = Repository.open_or_create(repo_uri)
+    content = b"hello " * 500_000  # > 1 chunk
+    first = repo.put_chunks([content[:7], content[7:]])
+    second = repo.put_chunks([content])
+    assert first == (hashlib.sha256(content).hexdigest(), len(content), True)
+    assert second == (first[0], len(content), False)
+    assert b"".join(repo.read_object(first[0])) == content
+    assert dict(repo.object_sizes()) == {first[0]: len(content)}
+
+
+def test_missing_repository_is_not_found_and_an_unknown_version_is_refused(tmp_path):
+    with pytest.raises(NotFoundError):
+        Repository.open(str(tmp_path / "none"))
+    Repository.open_or_create(str(tmp_path / "r"))
+    config = tmp_path / "r" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "version": 99}))
+    with pytest.raises(UsageError, match="version 99"):
+        Repository.open(str(tmp_path / "r"))
+
+
+def test_encrypted_objects_hide_content_and_ids_and_need_the_key(repo_uri):
+    repo = Repository.open_or_create(repo_uri, secret="s3cret", encrypt=True)
+    content = b"secret metric values " * 100_000  # 2 MiB: three frames
+    object_id, size, new = repo.put_chunks([content])
+    assert new and object_id != hashlib.sha256(content).hexdigest()
+    stored = b"".join(repo.backend.get(object_key(object_id)))
+    assert b"secret metric" not in stored and len(stored) == crypto.stored_size(len(content))
+    assert b"".join(Repository.open(repo_uri, secret="s3cret").read_object(object_id)) == content
+    with pytest.raises(KeyFailureError, match="wrong key"):
+        Repository.open(repo_uri, secret="other")
+    with pytest.raises(KeyFailureError, match="no key"):
+        Repository.open(repo_uri)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate-frame", "drop-last-frame", "swap-frames"])
+def test_damaged_encrypted_object_fails_authentication(tmp_path, damage):
+    repo = Repository.open_or_create(str(tmp_path / "r"), secret="k", encrypt=True)
+    object_id, _, _ = repo.put_chunks([bytes(range(256)) * 10_000])  # 2.4 MiB: 3 frames
+    path = tmp_path / "r" / object_key(object_id)
+    data = bytearray(path.read_bytes())
+    head, frame = crypto.HEADER_SIZE, crypto.FRAME_STORED
+    if damage == "flip":
+        data[head + 100] ^= 1
+    elif damage == "truncate-frame":
+        data = data[:-5]
+    elif damage == "drop-last-frame":
+        data = data[:head + 2 * frame]
+    else:
+        data = data[:head] + data[head + frame:head + 2 * frame] + data[head:head + frame] + data[head + 2 * frame:]
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptObject):
+        b"".join(repo.read_object(object_id))
+
+
+def test_key_comes_from_a_key_file_before_the_environment(tmp_path):
+    key_file = tmp_path / "k"
+    key_file.write_text("from-file\n")
+    assert crypto.passphrase(str(key_file), env={"TRACKOPS_BACKUP_KEY": "env"}) == "from-file"
+    assert crypto.passphrase(None, env={"TRACKOPS_BACKUP_KEY": "env"}) == "env"
+    with pytest.raises(KeyFailureError):
+        crypto.passphrase(str(tmp_path / "missing"), env={})
+
+
+def test_manifest_checksum_catches_any_edit_and_ids_select_by_prefix():
+    data = manifests.seal({"id": "20261123T180000Z-aaaa0000", "tables": [{"rows": 1}]})
+    assert manifests.parse(data)["tables"] == [{"rows": 1}]
+    with pytest.raises(manifests.ManifestError):
+        manifests.parse(data.replace(b'"rows": 1', b'"rows": 2'))
+    ids = ["20261122T000000Z-aaaa0000", "20261123T000000Z-bbbb0000", "20261123T010000Z-cccc0000"]
+    assert manifests.select(ids, "latest") == ids[-1]
+    assert manifests.select(ids, "20261122") == ids[0]
+    with pytest.raises(UsageError):
+        manifests.select(ids, "20261123")
+    with pytest.raises(NotFoundError):
+        manifests.select(ids, "2025")
+
+
+def test_dump_round_trips_every_kind_of_value_and_is_deterministic(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    md = sa.MetaData()
+    table = sa.Table("t", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("f", sa.Float),
+                     sa.Column("b", sa.Boolean), sa.Column("s", sa.String(50)), sa.Column("d", sa.DateTime),
+                     sa.Column("j", sa.JSON), sa.Column("raw", sa.LargeBinary))
+    md.create_all(engine)
+    rows = [
+        {"id": 2, "f": math.inf, "b": True, "s": "ünïcode\n\"q\"", "d": dt.datetime(2026, 1, 2, 3, 4, 5, 6),
+         "j": {"uri": "file:///x", "n": [1, 2]}, "raw": b"\x00\xff"},
+        {"id": 1, "f": -1.7976931348623157e308, "b": False, "s": "", "d": None, "j": None, "raw": None},
+        {"id": 3, "f": 1e-300, "b": None, "s": None, "d": None, "j": [], "raw": b""},
+    ]
+    with engine.begin() as conn:
+        conn.execute(table.insert(), rows)
+    outputs = []
+    for _ in range(2):
+        parts: list[bytes] = []
+        with engine.connect() as conn:
+            result = dump.dump_table(conn, sa.Table("t", sa.MetaData(), autoload_with=conn), parts.append)
+        outputs.append(b"".join(parts))
+    assert outputs[0] == outputs[1] and result.rows == 3
+    reader = dump.DumpReader([outputs[0][:10], outputs[0][10:]])
+    got = [row for batch in reader.batches() for row in batch]
+    assert reader.hasher.hexdigest() == result.sha256
+    assert [r[0] for r in got] == [1, 2, 3]  # primary-key order
+    kinds = dict(zip(reader.columns, reader.kinds))
+    assert kinds == {"id": "int", "f": "float", "b": "bool", "s": "str", "d": "datetime", "j": "json", "raw": "bytes"}
+    second = got[1]
+    assert second[1] == math.inf and second[2] is True and second[3] == "ünïcode\n\"q\""
+    assert dump.decoder("datetime", sa.DateTime())(second[4]) == rows[0]["d"]
+    assert dump.decoder("json", sa.JSON())(second[5]) == rows[0]["j"]
+    assert dump.decoder("bytes", None)(second[6]) == b"\x00\xff"
+    assert got[2][1] == 1e-300
+    assert math.isnan(json.loads(dump._dumps([math.nan]))[0])  # NaN is written as the NaN token
+
+
+def test_artifact_index_round_trips_in_order():
+    locations = [Location("mlflow-artifacts:/1", "file:///d/1"), Location("s3://b/p", "s3://b/p")]
+    entries = [IndexEntry(0, f"run{i}/artifacts/f", "ab" * 32, i, 1.5) for i in range(5000)] + \
+              [IndexEntry(1, "x", "cd" * 32, 0, None)]
+    data = b"".join(artifact_index.encode(locations, entries))
+    got_locations, got = artifact_index.decode([data[:3], data[3:]])
+    assert got_locations == locations and list(got) == entries
