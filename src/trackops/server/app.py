@@ -48,7 +48,7 @@ class ServerContext:
     serve_artifacts: bool = True
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
     readiness: Callable[[], dict[str, Any]] | None = None
-    auth: Any = None  # auth.server.AuthLayer with --auth: checks every route's access on its resource
+    auth: Any = None  # server.auth.AuthLayer with --auth: checks every route's access on its resource
 
 
 class FastJSONResponse(Response):

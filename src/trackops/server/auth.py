@@ -176,7 +176,7 @@ def configure(ctx: Any, config: Any) -> None:
 
 def auth_routes() -> list:
     """The MLflow basic-auth REST endpoints (users, permissions), served with --auth."""
-    from trackops.auth import routes as auth_routes_module
+    from trackops.server.handlers import auth as auth_routes_module
     from trackops.server.routing import collect
 
     return collect(auth_routes_module)

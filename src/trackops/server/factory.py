@@ -51,9 +51,9 @@ def build_context(config: ServeConfig) -> ServerContext:
     ctx.artifacts = repository_for(config.artifacts_destination) if config.serve_artifacts else None
     ctx.readiness = lambda: readiness(engine, ctx.artifacts)
     if config.auth or config.artifacts_credentials_secret:
-        from trackops.auth.server import configure
+        from trackops.server.auth import configure
 
-        configure(ctx, config)  # --auth, --artifacts-credentials-secret (auth/server.py)
+        configure(ctx, config)  # --auth, --artifacts-credentials-secret (server/auth.py)
     return ctx
 
 
@@ -70,7 +70,7 @@ def _optional_store(module: str, cls: str, engine, **kwargs):
 
 def build_app(config: ServeConfig) -> Starlette:
     if config.auth:
-        from trackops.auth.server import auth_routes
+        from trackops.server.auth import auth_routes
 
         return create_app(build_context(config), routes() + auth_routes())
     return create_app(build_context(config), routes())
