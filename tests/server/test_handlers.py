@@ -231,3 +231,14 @@ def test_responses_never_hold_bare_nan_or_infinity(client):
     post(client, "/runs/log-metric", {"run_id": run_id, "key": "nan", "value": "NaN", "timestamp": 1})
     text = client.get(API + "/runs/get", params={"run_id": run_id}).text
     json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+
+
+def test_ready_names_the_failing_check_when_the_database_is_unreachable(tmp_path):
+    from trackops.artifacts import repository_for
+    from trackops.db.engine import create_engine
+    from trackops.services.serve import readiness
+
+    engine = create_engine("postgresql://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 2})
+    checks = readiness(engine, repository_for(str(tmp_path / "art")))
+    assert checks["ok"] is False and checks["database"].startswith("unreachable")
+    assert checks["artifacts"] == "ok"

@@ -23,7 +23,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 from starlette.background import BackgroundTask
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from trackops.artifacts import locate, validate_path
@@ -89,14 +89,27 @@ async def upload_artifact(ctx, request: Request) -> Response:
                 size += len(chunk)
         return b"".join(parts)
 
+    disconnected = False
+
     def blocks():
+        nonlocal disconnected
         while True:
-            block = anyio.from_thread.run(next_block, token=token)
+            try:
+                block = anyio.from_thread.run(next_block, token=token)
+            except ClientDisconnect:
+                disconnected = True
+                raise
             if not block:
                 return
             yield block
 
-    await anyio.to_thread.run_sync(repo.write, path, blocks())
+    try:
+        await anyio.to_thread.run_sync(repo.write, path, blocks())
+    except Exception:
+        if disconnected:  # the writer discarded the partial file; nothing was stored
+            raise InvalidParameterValue(f"Upload of {path} interrupted: the client disconnected before the "
+                                        "end of the body; nothing was stored") from None
+        raise
     return _json({})
 
 
