@@ -14,6 +14,7 @@ Values must already be plain Python values of the column types (str, int, float,
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -51,7 +52,9 @@ def _run(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], conflict: s
         return
     marker = "?" if dialect == "sqlite" else "%s"
     values = ", ".join(marker for _ in names)
-    conn.exec_driver_sql(f"{head} VALUES ({values}) {conflict}", [tuple(r[n] for n in names) for r in rows])
+    # itemgetter builds each row's tuple in C: for a 1000-row batch, a generator per row costs more than the SQL.
+    pick = operator.itemgetter(*names) if len(names) > 1 else (lambda r: (r[names[0]],))
+    conn.exec_driver_sql(f"{head} VALUES ({values}) {conflict}", list(map(pick, rows)))
 
 
 def insert_ignoring_duplicates(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:
