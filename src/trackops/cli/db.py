@@ -73,9 +73,16 @@ def upgrade(
     to: To = None,
     sql: Sql = False,
     yes: Yes = False,
+    backup_to: Annotated[str | None, typer.Option(
+        "--backup-to", metavar="REPO", help="Backup repository for the snapshot taken first (default: "
+                                            "TRACKOPS_BACKUP_REPO, or <db>.backups beside a SQLite file).")] = None,
+    no_backup: Annotated[bool, typer.Option("--no-backup", help="Do not take a database snapshot first.")] = False,
     json_output: JsonOutput = False,
 ) -> int:
     """Upgrade the tracking schema to head (or --to), then trackops' own tables.
+
+    A non-empty database is first backed up (database only) as a snapshot it can be rolled back to with
+    trackops restore; --no-backup skips that.
 
     Works on an empty database (creates the 0.9.1 tables, then the chain) and on any revision MLflow
     ever shipped; at the target it does nothing and says so. trackops never downgrades. An advisory lock
@@ -94,7 +101,8 @@ def upgrade(
     settings = settings_from(backend_store_uri=backend_store_uri)
     bar = _ProgressBar() if not (sql or json_output) else None
     try:
-        report = migrate.upgrade(settings, to=to, sql=sql, confirm=_confirm(yes), progress=bar)
+        report = migrate.upgrade(settings, to=to, sql=sql, confirm=_confirm(yes), progress=bar,
+                                 backup_first=not no_backup, backup_to=backup_to)
     finally:
         if bar is not None:
             bar.stop()
@@ -112,6 +120,10 @@ def upgrade(
         applied = [r for r, _ in report.applied]
         console.print(f"Upgraded {plan.database} from {plan.current or 'empty'} to {plan.target} "
                       f"({len(applied)} steps, {report.seconds:.2f}s).", markup=False, soft_wrap=True)
+        if report.backup:
+            console.print(f"Snapshot before the upgrade: {report.backup['snapshot']} in {report.backup['repository']} "
+                          f"(roll back with: trackops restore {report.backup['snapshot']} --repo "
+                          f"{report.backup['repository']} ...)", markup=False, soft_wrap=True)
     return 0
 
 

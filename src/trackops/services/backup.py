@@ -34,7 +34,7 @@ from trackops.archive.repository import Repository, now_iso
 from trackops.artifacts import ArtifactError, ArtifactNotFound, ArtifactRepository, locate
 from trackops.config import Settings
 from trackops.db import revisions
-from trackops.db.engine import connect_errors, create_engine, hide_password, parse_url, server_version
+from trackops.db.engine import connect_errors, create_engine, hide_password, parse_url, server_version, sqlite_path
 from trackops.errors import TrackopsError, UsageError
 from trackops.services.locking import MAINTENANCE_LOCK, hold_lock
 
@@ -109,9 +109,30 @@ def repository_uri(settings: Settings, given: str | None) -> str:
     return uri
 
 
+def default_repository(settings: Settings) -> str:
+    """Where `db upgrade` puts its safety backup when no repository is configured.
+
+    SQLite: a repository beside the file (``<db>.backups``). A server database has no obvious place, so
+    one must be configured (--backup-to or TRACKOPS_BACKUP_REPO) or the backup skipped explicitly.
+    """
+    if settings.backup_repository:
+        return settings.backup_repository
+    url = parse_url(settings.backend_store_uri)
+    path = sqlite_path(url) if url.get_backend_name() == "sqlite" else None
+    if path is None:
+        raise UsageError("db upgrade backs the database up first, and no backup repository is configured",
+                         hint="pass --backup-to PATH|s3://bucket/prefix, set TRACKOPS_BACKUP_REPO, "
+                              "or skip it with --no-backup")
+    return str(path.resolve().with_name(path.name + ".backups"))
+
+
 def backup(settings: Settings, *, to: str | None = None, encrypt: bool = False, key_file: str | None = None,
-           lock: bool = True, progress: Progress | None = None) -> BackupReport:
-    """Back up the tracking database and its artifacts as one snapshot in a backup repository."""
+           lock: bool = True, artifacts: bool = True, progress: Progress | None = None) -> BackupReport:
+    """Back up the tracking database and its artifacts as one snapshot in a backup repository.
+
+    artifacts=False takes a database-only snapshot (what `db upgrade` keeps to roll back to: an
+    upgrade changes no artifact).
+    """
     emit = progress or (lambda _e: None)
     t0 = time.perf_counter()
     repo = Repository.open_or_create(repository_uri(settings, to), secret=crypto.passphrase(key_file),
@@ -125,7 +146,8 @@ def backup(settings: Settings, *, to: str | None = None, encrypt: bool = False, 
                                   revisions.current_revision(conn) if _has_version_table(conn) else None)
             server = server_version(conn)
             tables = _dump_tables(conn, repo, report, emit)
-            uris = referenced_uris(conn, {t["name"] for t in tables}, _reflect_artifact_tables(conn))
+            uris = referenced_uris(conn, {t["name"] for t in tables}, _reflect_artifact_tables(conn)) \
+                if artifacts else []
         report.database_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         previous = _previous_index(repo, report.database)
@@ -142,7 +164,8 @@ def backup(settings: Settings, *, to: str | None = None, encrypt: bool = False, 
                        "revision": report.revision,
                        "artifacts_destination": _destination_text(settings.artifacts_destination)},
             "tables": tables,
-            "artifacts": {"index": index_id, "index_size": index_size, "files": report.files, "bytes": report.bytes,
+            "artifacts": {"included": artifacts, "index": index_id, "index_size": index_size,
+                          "files": report.files, "bytes": report.bytes,
                           "locations": len(locations), "missing": len(report.missing),
                           "missing_paths": report.missing[:1000], "skipped": report.skipped},
         }
@@ -166,7 +189,9 @@ def _destination_text(destination: str | None) -> str | None:
 def snapshot_connection(url: URL) -> Iterator[sa.Connection]:
     """A connection inside one read-only snapshot transaction of the whole database."""
     dialect = url.get_backend_name()
-    engine = create_engine(url, must_exist=True, poolclass=sa.pool.NullPool)
+    # wal=False: a backup never changes a SQLite file's journal mode. In WAL mode (what trackops serve
+    # sets) writers go on during the dump; in rollback-journal mode they wait for it.
+    engine = create_engine(url, must_exist=True, poolclass=sa.pool.NullPool, wal=False)
     if dialect == "sqlite":
         @sa.event.listens_for(engine, "connect")
         def _manual(dbapi_conn, _record) -> None:

@@ -98,10 +98,12 @@ class UpgradeReport:
     own_applied: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     sql: str | None = None
+    backup: dict[str, str] | None = None
+    """The database-only snapshot taken first: {"snapshot", "repository"}, or None."""
 
     def to_json(self) -> dict[str, Any]:
         p = self.plan
-        return {
+        return {"backup": self.backup,
             "database": p.database, "dialect": p.dialect, "from_revision": p.current, "to_revision": p.target,
             "mlflow_version": releases.release_range(p.target), "noop": p.noop, "dry_run": self.sql is not None,
             "steps": [{**r.to_json(), "seconds": round(s, 4)} for r, s in self.applied] if self.sql is None
@@ -230,8 +232,13 @@ def _read(url: URL) -> DbState:
 # --- upgrade ----------------------------------------------------------------------------------------
 
 def upgrade(settings: Settings, *, to: str | None = None, sql: bool = False,
-            confirm: Callable[[UpgradePlan], bool] | None = None, progress: Progress | None = None) -> UpgradeReport:
-    """Upgrade the tracking schema to head (or --to), then trackops' own tables."""
+            confirm: Callable[[UpgradePlan], bool] | None = None, progress: Progress | None = None,
+            backup_first: bool = False, backup_to: str | None = None) -> UpgradeReport:
+    """Upgrade the tracking schema to head (or --to), then trackops' own tables.
+
+    backup_first takes a database-only snapshot (into backup_to, the configured repository, or beside a
+    SQLite file) after confirmation and before any change, under the same lock.
+    """
     url = parse_url(settings.backend_store_uri)
     chain = available_chain()
     target = resolve_target(to, chain)
@@ -243,7 +250,16 @@ def upgrade(settings: Settings, *, to: str | None = None, sql: bool = False,
             return UpgradeReport(plan)
         if plan.needs_confirmation and confirm is not None and not confirm(plan):
             raise TrackopsError("upgrade cancelled; nothing was changed")
-        return _execute(url, plan, progress)
+        taken = None
+        if backup_first and not plan.empty:
+            from trackops.services import backup as backup_service
+
+            repository = backup_to or backup_service.default_repository(settings)
+            snap = backup_service.backup(settings, to=repository, lock=False, artifacts=False)
+            taken = {"snapshot": snap.snapshot, "repository": snap.repository}
+        report = _execute(url, plan, progress)
+        report.backup = taken
+        return report
 
 
 def _upgrade_sql(url: URL, target: str, chain: list[Revision]) -> UpgradeReport:
