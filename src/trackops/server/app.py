@@ -28,7 +28,7 @@ from trackops.artifacts.paths import InvalidArtifactPath
 from trackops.errors import NotFoundError, StoreError, TrackopsError, UsageError
 from trackops.server.metrics import Metrics
 from trackops.server.protocol import MAX_JSON_BODY, BadRequest, Params, error_json
-from trackops.server.routing import API_PREFIXES, Route
+from trackops.server.routing import API_PREFIXES, Access, Route
 
 log = logging.getLogger("trackops.server")
 
@@ -49,6 +49,9 @@ class ServerContext:
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
     readiness: Callable[[], dict[str, Any]] | None = None
     auth: Any = None  # server.auth.AuthLayer with --auth: checks every route's access on its resource
+    # SQLite: database writes of this process take turns on a lock. SQLite admits one writer at a
+    # time anyway; queueing on a lock beats its busy handler, which sleeps 1-100 ms between tries.
+    write_lock: Any = None
 
 
 class FastJSONResponse(Response):
@@ -121,8 +124,19 @@ async def request_params(request: Request) -> Params:
     return params
 
 
+def _serialised(handler: Callable, lock: Any) -> Callable:
+    def locked(ctx, params, path):
+        with lock:
+            return handler(ctx, params, path)
+
+    return locked
+
+
 def _endpoint(route: Route, ctx: ServerContext, template: str) -> Callable:
     metrics = ctx.metrics
+    handler = route.handler
+    if ctx.write_lock is not None and not route.raw and route.access not in (Access.READ, Access.PUBLIC):
+        handler = _serialised(handler, ctx.write_lock)
 
     if route.raw:
         async def raw_endpoint(request: Request) -> Response:
@@ -148,7 +162,7 @@ def _endpoint(route: Route, ctx: ServerContext, template: str) -> Callable:
             params = await request_params(request)
             if user is not None:
                 await ctx.auth.authorize(user, route, params, request.path_params)
-            result = await run_in_threadpool(route.handler, ctx, params, request.path_params)
+            result = await run_in_threadpool(handler, ctx, params, request.path_params)
             response = result if isinstance(result, Response) else FastJSONResponse(result)
         except TrackopsError as exc:
             response = error_response(exc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 
 from starlette.applications import Starlette
 
@@ -50,6 +51,8 @@ def build_context(config: ServeConfig) -> ServerContext:
                                         default_artifact_root=config.default_artifact_root)
     ctx.artifacts = repository_for(config.artifacts_destination) if config.serve_artifacts else None
     ctx.readiness = lambda: readiness(engine, ctx.artifacts)
+    if url.get_backend_name() == "sqlite":
+        ctx.write_lock = threading.Lock()
     if config.auth or config.artifacts_credentials_secret:
         from trackops.server.auth import configure
 
