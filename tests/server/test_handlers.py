@@ -242,3 +242,16 @@ def test_ready_names_the_failing_check_when_the_database_is_unreachable(tmp_path
     checks = readiness(engine, repository_for(str(tmp_path / "art")))
     assert checks["ok"] is False and checks["database"].startswith("unreachable")
     assert checks["artifacts"] == "ok"
+
+
+def test_history_of_an_unknown_run_is_empty_and_bulk_history_tags_each_point_with_its_run(client):
+    assert client.get(API + "/metrics/get-history", params={"run_id": "0" * 32, "metric_key": "m"}).json() == {}
+    a, b = new_run(client), new_run(client)
+    for run_id in (a, b):
+        post(client, "/runs/log-batch", {"run_id": run_id, "metrics": [{"key": "m", "value": i, "timestamp": i, "step": i}
+                                                                       for i in range(3)]})
+    r = client.get(f"/ajax-api/2.0/mlflow/metrics/get-history-bulk?run_id={a}&run_id={b}&metric_key=m")
+    points = r.json()["metrics"]
+    assert len(points) == 6 and {p["run_id"] for p in points} == {a, b}
+    assert client.get(API + "/metrics/get-history", params={"run_id": a, "metric_key": "m",
+                                                            "max_results": 0}).status_code == 400

@@ -251,14 +251,40 @@ def search_runs(ctx, p: Params, _path) -> dict:
 
 @route("GET", "/mlflow/metrics/get-history", Access.READ, Resource.RUN)
 def get_metric_history(ctx, p: Params, _path) -> dict:
-    max_results = p.int64("max_results", default=MAX_HISTORY_PAGE)
-    if not 1 <= max_results <= MAX_HISTORY_PAGE:
-        raise InvalidParameterValue(f"max_results must be between 1 and {MAX_HISTORY_PAGE}, got {max_results}.")
-    run_id = _run_id(p)
-    ctx.tracking.get_run(run_id)  # MLflow answers 404 for an unknown run here
-    found, token = ctx.tracking.get_metric_history(run_id, p.str("metric_key", required=True),
+    """One page of a metric's history; without max_results the whole history, as MLflow answers.
+
+    Like MLflow, an unknown run or key has an empty history (``{}``), not an error.
+    """
+    max_results = p.int64("max_results")
+    if max_results is not None and max_results <= 0:
+        raise InvalidParameterValue(f"Invalid value {max_results} for parameter 'max_results' supplied. "
+                                    "It must be a positive integer.")
+    found, token = ctx.tracking.get_metric_history(_run_id(p), p.str("metric_key", required=True),
                                                    max_results=max_results, page_token=p.str("page_token") or None)
     return ser.page("metrics", [ser.metric(m) for m in found], token)
+
+
+@route("GET", "/mlflow/metrics/get-history-bulk", Access.READ, Resource.RUN)
+def get_metric_history_bulk(ctx, p: Params, _path) -> dict:
+    """The UI's history of one metric for several runs (repeated ``run_id``), each point with its run."""
+    run_ids = [str(r) for r in p.list("run_id")]
+    if not run_ids:
+        raise InvalidParameterValue("GetMetricHistoryBulk request must specify at least one run_id.")
+    if len(run_ids) > MAX_BULK_RUNS:
+        raise InvalidParameterValue(f"GetMetricHistoryBulk request cannot specify more than {MAX_BULK_RUNS} "
+                                    f"run_ids. Received {len(run_ids)} run_ids.")
+    key = p.str("metric_key")
+    if key is None:
+        raise InvalidParameterValue("GetMetricHistoryBulk request must specify a metric_key.")
+    max_results = min(p.int64("max_results", default=MAX_HISTORY_PAGE), MAX_HISTORY_PAGE)
+    points: list[dict] = []
+    for run_id in sorted(run_ids):
+        if len(points) >= max_results:
+            break
+        found, _ = ctx.tracking.get_metric_history(run_id, key, max_results=max_results)
+        for m in sorted(found, key=lambda m: (m.timestamp, m.step, m.value)):
+            points.append({**ser.metric(m), "run_id": run_id})
+    return {"metrics": points[:max_results]}
 
 
 @route("GET", "/mlflow/metrics/get-history-bulk-interval", Access.READ, Resource.RUN)
