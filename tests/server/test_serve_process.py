@@ -149,3 +149,23 @@ def test_sigterm_lets_an_in_flight_upload_finish(tmp_path):
     assert result.get("status") == 200
     assert code in (0, -signal.SIGTERM)
     assert (tmp_path / "mlartifacts" / "0" / "x" / "slow.bin").stat().st_size == 11 * 1024
+
+
+def test_several_workers_share_one_port_and_stop_together_on_sigterm(tmp_path):
+    server = ServerProcess(["--workers", "2"], tmp_path)
+    try:
+        workers = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()
+        ids = set()
+        for i in range(6):
+            req = urllib.request.Request(server.url + "/api/2.0/mlflow/experiments/create", method="POST",
+                                         data=json.dumps({"name": f"w{i}"}).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                ids.add(json.loads(r.read())["experiment_id"])
+    finally:
+        code = server.stop()
+    assert len(ids) == 6
+    assert code in (0, -signal.SIGTERM), server.output()
+    assert len(workers) >= 2  # the supervisor's worker processes (and its resource tracker)
+    for pid in workers:
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
