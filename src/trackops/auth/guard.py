@@ -113,16 +113,20 @@ class Guard:
         self._perms = _LRU(20_000)
         self._owners = _LRU(20_000)  # run / logged model -> experiment id: never changes
         self.watch = epoch.EpochWatch(engine, self._epoch_moved, interval=epoch_interval)
+        # Bumped whenever caches are cleared: a result read from the database before a clear is not
+        # cached after it (it may predate the change that caused the clear).
+        self._generation = 0
 
     def __repr__(self) -> str:
         return f"Guard(default={self.default.name})"
 
     def _epoch_moved(self, name: str) -> None:
         if name == epoch.AUTH:  # a password, token, admin flag or user changed: re-verify everyone
+            self._generation += 1
             self.cache.clear()
             self._perms.clear()
         elif name == epoch.GRANTS:
-            self._perms.clear()
+            self.forget_permissions()
 
     # --- authentication ------------------------------------------------------------------------
 
@@ -151,6 +155,7 @@ class Guard:
             raise Unauthenticated("You are not authenticated. " + AUTH_HINT)
         kind, first, second = parsed
         expires = None
+        generation = self._generation
         if kind == "basic":
             user = self.store.authenticate_password(first, second)
         else:
@@ -158,8 +163,9 @@ class Guard:
             user, expires = found if found else (None, None)
         if user is None:
             raise Unauthenticated("Invalid credentials. " + AUTH_HINT)
-        self.cache.set(self._cache_key(header), json.dumps(
-            {"i": user.id, "u": user.username, "a": user.is_admin, "x": expires}).encode())
+        if generation == self._generation:
+            self.cache.set(self._cache_key(header), json.dumps(
+                {"i": user.id, "u": user.username, "a": user.is_admin, "x": expires}).encode())
         return user
 
     # --- authorization -------------------------------------------------------------------------
@@ -221,10 +227,12 @@ class Guard:
             return cached
         if not db:
             raise NeedsDatabase
+        generation = self._generation
         with self.engine.connect() as conn:
             explicit = self.store.permission(conn, user.id, kind, key)
         result = self.default if explicit is None else explicit
-        self._perms.put((user.id, kind, key), result)
+        if generation == self._generation:
+            self._perms.put((user.id, kind, key), result)
         return result
 
     def _owner(self, what: str, ident: str, *, db: bool = True) -> int | None:
@@ -251,6 +259,7 @@ class Guard:
 
     def forget_permissions(self) -> None:
         """Drop this worker's cached permissions (after it changed grants itself)."""
+        self._generation += 1
         self._perms.clear()
 
     def check_epoch(self) -> None:

@@ -54,22 +54,17 @@ class EpochWatch:
         return self._clock() >= self._next
 
     def check(self, *, force: bool = False) -> None:
-        now = self._clock()
-        if not force and now < self._next:
+        if not force and self._clock() < self._next:
             return
-        if not self._lock.acquire(blocking=force):
-            return  # another thread is looking right now
-        try:
+        # Threads that arrive while another one looks wait for its answer: none may go on with a cache
+        # the database has already invalidated.
+        with self._lock:
             if not force and self._clock() < self._next:
                 return
             with self.engine.connect() as conn:
                 current = read_all(conn)
-            self._next = self._clock() + self.interval
             seen, self._seen = self._seen, current
-            if seen is None:
-                return
-            for name in set(seen) | set(current):
-                if seen.get(name) != current.get(name):
+            for name in set(seen or {}) | set(current):
+                if seen is not None and seen.get(name) != current.get(name):
                     self.on_change(name)
-        finally:
-            self._lock.release()
+            self._next = self._clock() + self.interval  # only now: callers skip the lock until then
