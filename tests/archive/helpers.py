@@ -57,6 +57,8 @@ def _norm(value):
         return value.isoformat()
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
+    if value == "null":  # a JSON null: parsed to None by drivers that know the column is JSON, text elsewhere
+        return None
     if isinstance(value, str) and value[:1] in "{[":
         try:
             return json.dumps(json.loads(value), sort_keys=True)

@@ -143,3 +143,48 @@ def test_restored_database_and_artifacts_read_back_through_mlflow(tmp_path):
     assert all_files(original) == all_files(type(original)(local))
     history = [m.value for m in client.get_metric_history(runs["xgb-v1"].info.run_id, "grad_norm")]
     assert history[:4] == [12.5, 1e300, 1.7976931348623157e308, -1.7976931348623157e308]
+
+
+def _head_rows(url: str) -> None:
+    """Rows in the head schema's awkward columns: JSON, booleans, a generated column, floats, bytes-free text."""
+    from trackops.db import schema as s
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(s.experiments.insert(), [{"experiment_id": 0, "name": "Default", "artifact_location":
+                                              "mlflow-artifacts:/0", "lifecycle_stage": "active",
+                                              "workspace": "default"}])
+        conn.execute(s.runs.insert(), [{"run_uuid": "r1", "experiment_id": 0, "status": "FINISHED",
+                                        "lifecycle_stage": "active", "artifact_uri": "mlflow-artifacts:/0/r1/artifacts"}])
+        conn.execute(s.metrics.insert(), [
+            {"key": "loss", "value": v, "timestamp": i, "run_uuid": "r1", "step": i, "is_nan": nan}
+            for i, (v, nan) in enumerate([(0.1, False), (0.0, True), (1.7976931348623157e308, False), (1e-300, False)])])
+        conn.execute(s.evaluation_datasets.insert(), [{"dataset_id": "d1", "name": "ds", "workspace": "default"}])
+        conn.execute(s.evaluation_dataset_records.insert(), [
+            {"dataset_record_id": "rec1", "dataset_id": "d1", "input_hash": "h",
+             "inputs": {"question": "ünï \"q\"", "n": [1, 2.5, None]}, "tags": None, "outputs": ["a", {"b": True}]}])
+        conn.execute(s.trace_info.insert(), [{"request_id": "tr-1", "experiment_id": 0, "timestamp_ms": 5,
+                                              "status": "OK", "db_payload_generation": 1}])
+        conn.execute(s.spans.insert(), [{"trace_id": "tr-1", "experiment_id": 0, "span_id": "s1", "status": "OK",
+                                         "start_time_unix_nano": 100, "end_time_unix_nano": 250, "content": "{}"}])
+    engine.dispose()
+
+
+def test_head_schema_json_boolean_and_generated_columns_cross_every_dialect(sqlite_head_url, postgres_url, mysql_url,
+                                                                            tmp_path):
+    _head_rows(sqlite_head_url)
+    expected = all_rows(sqlite_head_url)
+    dest = tmp_path / "dest"
+    backup.backup(_settings(sqlite_head_url, str(dest)), to=str(tmp_path / "a"))
+    _restore(tmp_path / "a", mysql_url, dest)                       # SQLite -> MariaDB
+    backup.backup(_settings(mysql_url, str(dest)), to=str(tmp_path / "b"))
+    _restore(tmp_path / "b", postgres_url, dest)                    # MariaDB -> PostgreSQL (tinyint -> boolean)
+    backup.backup(_settings(postgres_url, str(dest)), to=str(tmp_path / "c"))
+    final = f"sqlite:///{tmp_path / 'final.db'}"
+    _restore(tmp_path / "c", final, dest)                           # PostgreSQL -> SQLite
+    for url in (mysql_url, postgres_url, final):
+        assert all_rows(url) == expected, url
+    engine = sa.create_engine(final)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT duration_ns FROM spans")).scalar_one() == 150
+    engine.dispose()

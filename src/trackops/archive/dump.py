@@ -47,15 +47,12 @@ def column_kind(type_: sa.types.TypeEngine) -> str:
     return "str"
 
 
-# How a value of each kind is read (the select column's type) and written into a dump line.
-_READ_AS: dict[str, sa.types.TypeEngine] = {"float": sa.Float(asdecimal=False), "json": sa.Text(),
-                                            "decimal": sa.Numeric(asdecimal=True)}
-
-
 def _encode_datetime(v):
-    return v.isoformat()
+    # Drivers give datetime objects; SQLite gives the text SQLAlchemy stored (already ISO-like).
+    return v if isinstance(v, str) else v.isoformat()
 
 
+# How a raw driver value of each kind is written into a dump (kinds not listed are written as they come).
 _ENCODE: dict[str, Callable[[Any], Any]] = {
     "float": float, "decimal": str, "datetime": _encode_datetime, "date": _encode_datetime,
     "time": _encode_datetime, "bytes": lambda v: base64.b64encode(bytes(v)).decode("ascii"),
@@ -95,28 +92,21 @@ def dump_table(conn: sa.Connection, table: sa.Table, out: Callable[[bytes], None
             out(piece)
 
     emit(_dumps(header) + "\n")
-    # MySQL's TEXT-typed JSON and DOUBLE come back as Decimal/parsed values unless read as these types.
-    selected = [sa.type_coerce(c, _READ_AS[k]) if k in _READ_AS else c for c, k in zip(columns, kinds)]
+    # Raw driver rows (no per-value SQLAlchemy processing): the encoders below normalise what differs.
     order = list(table.primary_key.columns) or columns
-    query = sa.select(*selected).order_by(*order)
-    encoders = [(i, _ENCODE[k]) for i, k in enumerate(kinds) if k in _ENCODE and k != "bool"]
-    bools = [i for i, k in enumerate(kinds) if k == "bool"]
-    rows = conn.execution_options(stream_results=True, yield_per=BATCH).execute(query)
+    sql = str(sa.select(*columns).order_by(*order).compile(dialect=conn.dialect))
+    encoders = [(i, _ENCODE[k]) for i, k in enumerate(kinds) if k in _ENCODE]
+    rows = conn.execution_options(stream_results=True, yield_per=BATCH).exec_driver_sql(sql)
     for batch in rows.partitions(BATCH):
-        lines = []
-        for row in batch:
-            values = list(row)
-            for i, encode in encoders:
-                if values[i] is not None:
-                    values[i] = encode(values[i])
-            for i in bools:
-                if values[i] is not None:
-                    values[i] = bool(values[i])
-            lines.append(_dumps(values))
-        emit("\n".join(lines) + "\n")
-        result.rows += len(batch)
+        values = [list(row) for row in batch]
+        for i, encode in encoders:
+            for row in values:
+                if row[i] is not None:
+                    row[i] = encode(row[i])
+        emit(_dumps(values) + "\n")
+        result.rows += len(values)
         if on_rows is not None:
-            on_rows(len(batch))
+            on_rows(len(values))
     tail = compressor.flush()
     if tail:
         out(tail)
@@ -174,21 +164,30 @@ class DumpReader:
         if rest:
             yield from (line for line in rest.split(b"\n") if line)
 
-    def batches(self, size: int = BATCH) -> Iterator[list[list[Any]]]:
-        batch: list[list[Any]] = []
-        loads = json.loads
+    def batches(self) -> Iterator[list[list[Any]]]:
+        """The rows, one batch (a line of the dump) at a time."""
+        from trackops.archive.crypto import CorruptObject
+
         for line in self._lines:
-            batch.append(loads(line))
-            if len(batch) >= size:
+            try:
+                batch = json.loads(line)
+            except ValueError:
+                raise CorruptObject("a dump line is not JSON") from None
+            if batch:
                 yield batch
-                batch = []
-        if batch:
-            yield batch
 
 
-def decoder(kind: str, target: sa.types.TypeEngine | None) -> Callable[[Any], Any] | None:
-    """How to turn a dumped value of `kind` into what the target column's type accepts (None: as is)."""
+def decoder(kind: str, target: sa.types.TypeEngine | None, dialect: str = "") -> Callable[[Any], Any] | None:
+    """How to turn a dumped value of `kind` into a driver parameter for the target column (None: as is).
+
+    Values go to the driver directly (executemany), so this does what SQLAlchemy's bind processors
+    would: datetimes as SQLAlchemy's SQLite text or as objects, booleans as booleans, JSON as its text.
+    """
+    if target is not None and isinstance(target, sa.Boolean) and kind != "bool":
+        return bool
     if kind == "datetime":
+        if dialect == "sqlite":
+            return lambda v: dt.datetime.fromisoformat(v).isoformat(" ", "microseconds")
         return dt.datetime.fromisoformat
     if kind == "date":
         return dt.date.fromisoformat
@@ -198,8 +197,6 @@ def decoder(kind: str, target: sa.types.TypeEngine | None) -> Callable[[Any], An
         return base64.b64decode
     if kind == "decimal":
         return decimal.Decimal
-    if kind == "json" and isinstance(target, sa.JSON):
-        return json.loads
     if kind == "bool" and target is not None and not isinstance(target, sa.Boolean):
         return int
     return None

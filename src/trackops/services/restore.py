@@ -374,28 +374,34 @@ def _load_table(conn: sa.Connection, repo: Repository, plan: RestorePlan, report
     writable = {c.name: c for c in target.columns if c.computed is None}
     keep = [i for i, col in enumerate(reader.columns) if col in writable]
     names = [reader.columns[i] for i in keep]
+    dialect = conn.dialect.name
     convert = []
     for pos, i in enumerate(keep):
-        fn = dump.decoder(reader.kinds[i], writable[names[pos]].type)
+        fn = dump.decoder(reader.kinds[i], writable[names[pos]].type, dialect)
         if fn is not None:
             convert.append((pos, fn))
     rewrites = [(pos, uri_columns[(name, col)]) for pos, col in enumerate(names) if (name, col) in uri_columns]
     key_pos = {col: pos for pos, col in enumerate(names)}
+    # Straight to the driver's executemany: SQLAlchemy's per-value bind processing would cost more than
+    # the insert itself; `dump.decoder` does the conversions it would have done.
+    quote = conn.dialect.identifier_preparer.quote
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (f"INSERT INTO {quote(name)} ({', '.join(quote(c) for c in names)}) "
+           f"VALUES ({', '.join([mark] * len(names))})")
+    whole = keep == list(range(len(reader.columns)))
     rows = 0
-    insert = target.insert()
     for batch in reader.batches():
-        records = []
-        for raw in batch:
-            values = [raw[i] for i in keep]
-            for pos, fn in convert:
+        records = batch if whole else [[raw[i] for i in keep] for raw in batch]
+        for pos, fn in convert:
+            for values in records:
                 if values[pos] is not None:
                     values[pos] = fn(values[pos])
-            for pos, where in rewrites:
+        for pos, where in rewrites:
+            for values in records:
                 value = values[pos]
                 if value is not None and (where is None or values[key_pos[where[0]]] == where[1]):
                     values[pos] = _rewrite_stored(value, plan)
-            records.append(dict(zip(names, values)))
-        conn.execute(insert, records)
+        conn.exec_driver_sql(sql, [tuple(v) for v in records])
         rows += len(records)
         emit(ProgressEvent("tables", "advance", amount=len(records), item=name))
     if reader.hasher.hexdigest() != entry["sha256"] or rows != entry["rows"]:
@@ -417,8 +423,8 @@ def _reset_sequences(conn: sa.Connection, metadata: sa.MetaData) -> None:
             if not isinstance(column.type, sa.Integer):
                 continue
             conn.execute(sa.text(
-                f'SELECT setval(pg_get_serial_sequence(:t, :c), COALESCE(MAX("{column.name}"), 1), '
-                f'MAX("{column.name}") IS NOT NULL) FROM "{table.name}"'), {"t": f'"{table.name}"', "c": column.name})
+                f'SELECT setval(pg_get_serial_sequence(:t, :c), GREATEST(COALESCE(MAX("{column.name}"), 0), 1), '
+                f'COALESCE(MAX("{column.name}"), 0) >= 1) FROM "{table.name}"'), {"t": f'"{table.name}"', "c": column.name})
 
 
 # --- artifacts ----------------------------------------------------------------------------------------
