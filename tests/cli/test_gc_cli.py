@@ -61,6 +61,7 @@ def test_json_after_deleting_reports_counts(capsys, sqlite_seed):
     data = json.loads(out)
     assert code == 0 and data["executed"] is True and data["deleted"]["runs"] == 3
     assert data["rows"]["metrics"] == 9 and data["files"] == 6 and data["failures"] == []
+    assert data["plan"]["totals"]["files"] == 6  # with --yes, counted by the deletion itself
 
 
 def test_exit_codes_bad_age_2_locked_11_partial_3(capsys, sqlite_seed, s3):

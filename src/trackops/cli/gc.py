@@ -160,7 +160,7 @@ def gc(
         report = gc_service.gc(settings, older_than=older_than, run_ids=_ids(run_ids),
                                experiment_ids=_ids(experiment_ids), logged_model_ids=_ids(logged_model_ids),
                                orphans=orphans, force_registered=force_registered, dry_run=dry_run,
-                               confirm=_confirm(yes), progress=bar)
+                               confirm=_confirm(yes), progress=bar, count_first=not yes)
     finally:
         if bar is not None:
             bar.stop()

@@ -40,14 +40,14 @@ def _check_head(conn: sa.Connection, database: str) -> None:
 
 
 def plan(settings: Settings, engine: sa.Engine, selection: Selection, *, orphans: bool = False,
-         orphan_age: str | None = None, now: int | None = None) -> GcPlan:
+         orphan_age: str | None = None, now: int | None = None, scan_files: bool = True) -> GcPlan:
     """Build the plan on `engine` (no lock taken here; the caller holds it when it will execute)."""
     now = now_ms() if now is None else now
     places = Places(settings.artifacts_destination)
     database = hide_password(engine.url)
     with connect_errors(engine.url), engine.connect() as conn:
         _check_head(conn, database)
-        result = build_plan(conn, places, selection, database=database, now=now)
+        result = build_plan(conn, places, selection, database=database, now=now, scan_files=scan_files)
         if orphans:
             age = orphan_age or selection.older_than or DEFAULT_ORPHAN_AGE
             result.orphan_cutoff_ms = now - parse_age(age)
@@ -61,8 +61,12 @@ def gc(settings: Settings, *, older_than: str | None = None, run_ids: Sequence[s
        experiment_ids: Sequence[str] | None = None, logged_model_ids: Sequence[str] | None = None,
        orphans: bool = False, orphan_age: str | None = None, force_registered: bool = False,
        dry_run: bool = False, confirm: Callable[[GcPlan], bool] | None = None,
-       progress: Progress | None = None, now: int | None = None) -> GcReport:
-    """Permanently delete deleted runs, experiments and logged models (and orphaned artifacts)."""
+       progress: Progress | None = None, now: int | None = None, count_first: bool = True) -> GcReport:
+    """Permanently delete deleted runs, experiments and logged models (and orphaned artifacts).
+
+    `count_first=False` skips listing the items' folders while planning (a dry run always lists
+    them): nobody will look at the counts before the deletion, which then fills them in.
+    """
     if older_than is not None:
         parse_age(older_than)  # a bad value is a usage error before anything is opened
     if orphan_age is not None:
@@ -75,7 +79,8 @@ def gc(settings: Settings, *, older_than: str | None = None, run_ids: Sequence[s
     try:
         lock = contextlib.nullcontext() if dry_run else hold_lock(engine, MAINTENANCE_LOCK, purpose="gc")
         with lock:
-            the_plan = plan(settings, engine, selection, orphans=orphans, orphan_age=orphan_age, now=now)
+            the_plan = plan(settings, engine, selection, orphans=orphans, orphan_age=orphan_age, now=now,
+                            scan_files=count_first or dry_run)
             report = GcReport(the_plan, dry_run=dry_run)
             if dry_run or the_plan.empty:
                 report.seconds = time.monotonic() - started

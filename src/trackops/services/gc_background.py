@@ -33,6 +33,12 @@ class GcThread(threading.Thread):
             raise TrackopsError(f"gc interval {interval!r} must be longer than zero", hint="e.g. --gc-interval 1h")
         if older_than is not None:
             parse_age(older_than)
+        if not log.handlers and not logging.getLogger().handlers:
+            # Nothing configured logging (uvicorn configures only its own loggers): log passes to stderr.
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(asctime)s trackops gc: %(message)s"))
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
         self._stop_event = threading.Event()
         self.passes = 0
         self.last_report: GcReport | None = None
@@ -53,7 +59,7 @@ class GcThread(threading.Thread):
     def run_pass(self) -> GcReport | None:
         """One plan + execute; logged, never raised."""
         try:
-            report = gc(self.settings, older_than=self.older_than, orphans=self.orphans)
+            report = gc(self.settings, older_than=self.older_than, orphans=self.orphans, count_first=False)
         except LockedError as exc:
             log.warning("gc pass skipped: %s", exc.message)
             return None

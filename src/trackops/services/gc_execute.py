@@ -4,10 +4,11 @@ Order, and why:
 
 1. Runs, then logged models, then traces, then experiments (an experiment's rows can only go once
    its members' rows are gone; its location goes after its members).
-2. Within each chunk of items, the artifact targets are deleted first and the rows after, and only
-   for the items whose files all went. An interruption therefore never leaves files that no row
-   points to: at worst rows point to files that are already gone, and the next gc (the item is
-   still in the deleted stage) deletes them; "already gone" counts as success.
+2. For each kind, the files of all its items are deleted first (one listing per shared folder),
+   then the rows, in chunks of `CHUNK_ITEMS`, only for the items whose files all went. An
+   interruption therefore never leaves files that no row points to: at worst rows point to files
+   that are already gone, and the next gc (the item is still in the deleted stage) deletes them;
+   "already gone" counts as success.
 3. Orphaned prefixes last: nothing references them.
 
 On S3, targets that share a folder are found with one listing of that folder and deleted with
@@ -19,14 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
 
 from trackops.artifacts.base import DeleteFailure, DeleteResult
-from trackops.artifacts.s3 import S3ArtifactRepository
 from trackops.errors import TrackopsError
 from trackops.services import gc_rows
 from trackops.services.gc_plan import ArtifactTarget, GcItem, GcPlan, Places, files_by_target, group_targets
@@ -98,19 +98,31 @@ class Executor:
                  workers: int = WORKERS):
         self.engine, self.places, self.workers = engine, places, workers
         self.progress = progress or (lambda event: None)
+        self.scanned = True
 
     def run(self, plan: GcPlan, report: GcReport | None = None) -> GcReport:
         started = time.monotonic()
         report = report or GcReport(plan)
+        self.scanned = plan.scanned
         total = sum(1 for _ in plan.items()) + len(plan.orphans)
         self.progress(GcEvent("start", total=total))
         failed_experiments: dict[str, str] = {}
         for kind, items in (("run", plan.runs), ("logged_model", plan.logged_models),
                             ("trace", plan.traces), ("experiment", plan.experiments)):
-            for chunk in gc_rows.chunks(items, CHUNK_ITEMS):
-                if kind == "experiment":
-                    chunk = self._drop_blocked(chunk, failed_experiments, report)
-                self._chunk(kind, chunk, report, failed_experiments)
+            if kind == "experiment":
+                items = self._drop_blocked(items, failed_experiments, report)
+            # All files of this kind first (one listing per shared folder), then the rows of the
+            # items whose files all went, chunk by chunk.
+            errors = self._delete_artifacts(items, report)
+            ready = []
+            for item in items:
+                if item.id in errors:
+                    self._fail(report, item, errors[item.id], failed_experiments)
+                    self._advance(report, 1)
+                else:
+                    ready.append(item)
+            for chunk in gc_rows.chunks(ready, CHUNK_ITEMS):
+                self._rows(kind, chunk, report, failed_experiments)
         self._orphans(plan.orphans, report)
         report.executed = True
         report.seconds = time.monotonic() - started
@@ -129,16 +141,7 @@ class Executor:
                 keep.append(item)
         return keep
 
-    def _chunk(self, kind: str, chunk: Sequence[GcItem], report: GcReport, failed_experiments: dict[str, str]) -> None:
-        if not chunk:
-            return
-        errors = self._delete_artifacts(chunk, report)
-        ready = []
-        for item in chunk:
-            if item.id in errors:
-                self._fail(report, item, errors[item.id], failed_experiments)
-            else:
-                ready.append(item)
+    def _rows(self, kind: str, ready: Sequence[GcItem], report: GcReport, failed_experiments: dict[str, str]) -> None:
         root = ROOT_OF[kind]
         keys = [int(i.id) if kind == "experiment" else i.id for i in ready]
         try:
@@ -152,7 +155,7 @@ class Executor:
                     report.deleted[PLURAL[kind]] += 1
                 except (sa.exc.SQLAlchemyError, TrackopsError) as exc:
                     self._fail(report, item, f"database: {_one_line(exc)}", failed_experiments)
-        self._advance(report, len(chunk))
+        self._advance(report, len(ready))
 
     def _fail(self, report: GcReport, item: GcItem, reason: str, failed_experiments: dict[str, str]) -> None:
         report.failures.append(Failure(item.kind, item.id, reason))
@@ -180,12 +183,13 @@ class Executor:
         errors: dict[str, str] = {}
         if not targets:
             return errors
-        results = self._delete_targets(targets)
-        for target, outcome in results:
+        for target, outcome in self._delete_targets(targets, report):
             item = owner[id(target)]
             if isinstance(outcome, DeleteResult):
                 report.files += outcome.files
                 report.bytes += outcome.bytes
+                if not self.scanned:
+                    target.files, target.bytes = outcome.files, outcome.bytes
                 if outcome.failures:
                     first = outcome.failures[0]
                     errors.setdefault(item.id, f"{len(outcome.failures)} file(s) not deleted under {target.uri}, "
@@ -194,12 +198,14 @@ class Executor:
                 errors.setdefault(item.id, f"artifacts at {target.uri}: {outcome}")
         return errors
 
-    def _delete_targets(self, targets: Sequence[ArtifactTarget]) -> list[tuple[ArtifactTarget, DeleteResult | str]]:
+    def _delete_targets(self, targets: Sequence[ArtifactTarget],
+                        report: GcReport) -> Iterator[tuple[ArtifactTarget, DeleteResult | str]]:
         """Delete targets (grouped where one listing serves many); (target, result or error text) each."""
         try:
             groups = group_targets(targets, self.places)
         except TrackopsError as exc:
-            return [(t, _one_line(exc)) for t in targets]
+            yield from ((t, _one_line(exc)) for t in targets)
+            return
 
         def one(group) -> list[tuple[ArtifactTarget, DeleteResult | str]]:
             parent, members = group
@@ -211,16 +217,11 @@ class Executor:
             except TrackopsError as exc:
                 return [(t, _one_line(exc)) for t in members]
 
-        out: list[tuple[ArtifactTarget, DeleteResult | str]] = []
-        parallel = any(isinstance(self.places.repo(g[1][0].root), S3ArtifactRepository) for g in groups)
-        if parallel and len(groups) > 1:
-            with ThreadPoolExecutor(self.workers) as pool:
-                for part in pool.map(one, groups):
-                    out.extend(part)
-        else:
-            for g in groups:
-                out.extend(one(g))
-        return out
+        # Threads pay off on S3 (network waits) and locally too: unlink and rmdir release the GIL.
+        with ThreadPoolExecutor(self.workers if len(groups) > 1 else 1) as pool:
+            for part in pool.map(one, groups):
+                yield from part  # the caller adds each result to the report as it comes
+                self.progress(GcEvent("advance", files=report.files, bytes=report.bytes))
 
     def _delete_grouped(self, repo, parent: str, members: Sequence[ArtifactTarget]):
         """One walk of `parent`, files routed to their target, deleted in batches (DeleteObjects on S3)."""

@@ -145,6 +145,9 @@ class GcPlan:
     held: list[Held] = dataclasses.field(default_factory=list)
     rows: dict[str, int] = dataclasses.field(default_factory=dict)
     orphan_cutoff_ms: int | None = None
+    # False when the item targets were not listed while planning (gc --yes): their files and bytes
+    # are then filled in by the deletion itself, so the store is listed once, not twice.
+    scanned: bool = True
 
     def items(self) -> Iterable[GcItem]:
         yield from self.runs
@@ -301,7 +304,7 @@ def _age_hold(kind: str, stamp: int | None, cutoff: int | None, what: str) -> st
 
 
 def build_plan(conn: sa.Connection, places: Places, selection: Selection, *, database: str,
-               now: int | None = None) -> GcPlan:
+               now: int | None = None, scan_files: bool = True) -> GcPlan:
     """Select items, apply the holds, find their artifact targets and count their rows."""
     now = now_ms() if now is None else now
     cutoff = None if selection.older_than is None else now - parse_age(selection.older_than)
@@ -543,7 +546,9 @@ def build_plan(conn: sa.Connection, places: Places, selection: Selection, *, dat
         keys = [int(i.id) if root == "experiments" else i.id for i in items]
         for table, n in gc_rows.count_rows(conn, root, keys).items():
             plan.rows[table] = plan.rows.get(table, 0) + n
-    scan([t for i in plan.items() for t in i.artifacts], places)
+    plan.scanned = scan_files
+    if scan_files:
+        scan([t for i in plan.items() for t in i.artifacts], places)
     return plan
 
 
@@ -609,7 +614,7 @@ def scan(targets: Sequence[ArtifactTarget], places: Places, workers: int = 8) ->
         groups = group_targets(targets, places)
     except TrackopsError:
         groups = [(None, [t]) for t in targets]
-    if any(isinstance(places.repo(g[1][0].root), S3ArtifactRepository) for g in groups):
+    if len(groups) > 1:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(count, groups))
     else:
