@@ -131,11 +131,12 @@ def test_dump_round_trips_every_kind_of_value_and_is_deterministic(tmp_path):
     kinds = dict(zip(reader.columns, reader.kinds))
     assert kinds == {"id": "int", "f": "float", "b": "bool", "s": "str", "d": "datetime", "j": "json", "raw": "bytes"}
     second = got[1]
-    assert second[1] == math.inf and second[2] is True and second[3] == "ünïcode\n\"q\""
+    assert second[1] == math.inf and second[2] == 1 and second[3] == "ünïcode\n\"q\""
     assert dump.decoder("datetime", sa.DateTime())(second[4]) == rows[0]["d"]
     assert dump.decoder("json", sa.JSON()) is None and json.loads(second[5]) == rows[0]["j"]  # JSON stays text
     assert dump.decoder("datetime", sa.DateTime(), "sqlite")(second[4]) == "2026-01-02 03:04:05.000006"
     assert dump.decoder("int", sa.Boolean())(1) is True
+    assert dump.decoder("bool", sa.Boolean(), "postgresql")(1) is True
     assert dump.decoder("bytes", None)(second[6]) == b"\x00\xff"
     assert got[2][1] == 1e-300
     assert math.isnan(json.loads(dump._dumps([math.nan]))[0])  # NaN is written as the NaN token

@@ -21,7 +21,15 @@ import sqlalchemy as sa
 
 COMPRESS_LEVEL = 1
 BATCH = 5000
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):  # a float column read as Decimal (MySQL DOUBLE via some drivers)
+        return float(value)
+    raise TypeError(f"cannot dump a {type(value).__name__}")
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True, default=_default).encode
 
 
 def column_kind(type_: sa.types.TypeEngine) -> str:
@@ -54,9 +62,9 @@ def _encode_datetime(v):
 
 # How a raw driver value of each kind is written into a dump (kinds not listed are written as they come).
 _ENCODE: dict[str, Callable[[Any], Any]] = {
-    "float": float, "decimal": str, "datetime": _encode_datetime, "date": _encode_datetime,
+    "decimal": str, "datetime": _encode_datetime, "date": _encode_datetime,
     "time": _encode_datetime, "bytes": lambda v: base64.b64encode(bytes(v)).decode("ascii"),
-    "json": lambda v: v if isinstance(v, str) else json.dumps(v), "bool": bool,
+    "json": lambda v: v if isinstance(v, str) else json.dumps(v),
 }
 
 
@@ -92,26 +100,53 @@ def dump_table(conn: sa.Connection, table: sa.Table, out: Callable[[bytes], None
             out(piece)
 
     emit(_dumps(header) + "\n")
-    # Raw driver rows (no per-value SQLAlchemy processing): the encoders below normalise what differs.
+    # Raw driver rows straight from the DBAPI cursor (server-side where the dialect streams): no Row
+    # objects, no per-value processing; the encoders below normalise only what drivers return differently.
     order = list(table.primary_key.columns) or columns
     sql = str(sa.select(*columns).order_by(*order).compile(dialect=conn.dialect))
     encoders = [(i, _ENCODE[k]) for i, k in enumerate(kinds) if k in _ENCODE]
-    rows = conn.execution_options(stream_results=True, yield_per=BATCH).exec_driver_sql(sql)
-    for batch in rows.partitions(BATCH):
-        values = [list(row) for row in batch]
-        for i, encode in encoders:
-            for row in values:
-                if row[i] is not None:
-                    row[i] = encode(row[i])
-        emit(_dumps(values) + "\n")
-        result.rows += len(values)
-        if on_rows is not None:
-            on_rows(len(values))
+    cursor = _streaming_cursor(conn)
+    try:
+        cursor.execute(sql)
+        while True:
+            batch = cursor.fetchmany(BATCH)
+            if not batch:
+                break
+            if encoders:
+                batch = [list(row) for row in batch]
+                for i, encode in encoders:
+                    for row in batch:
+                        if row[i] is not None:
+                            row[i] = encode(row[i])
+            emit(_dumps(batch) + "\n")
+            result.rows += len(batch)
+            if on_rows is not None:
+                on_rows(len(batch))
+    finally:
+        cursor.close()
+    # A cheap cross-check inside the same snapshot: a dump never silently drops rows.
+    counted = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+    if counted != result.rows:
+        raise RuntimeError(f"dumped {result.rows} rows of {table.name}, but it holds {counted}")
     tail = compressor.flush()
     if tail:
         out(tail)
     result.sha256 = hasher.hexdigest()
     return result
+
+
+def _streaming_cursor(conn: sa.Connection):
+    """A DBAPI cursor on the connection's own session (so inside its snapshot) that streams rows."""
+    dbapi_conn = conn.connection.dbapi_connection
+    if conn.dialect.name == "postgresql":
+        import secrets
+
+        return dbapi_conn.cursor(name=f"trackops_dump_{secrets.token_hex(4)}")  # server-side
+    if conn.dialect.name == "mysql":
+        import pymysql.cursors
+
+        return dbapi_conn.cursor(pymysql.cursors.SSCursor)  # unbuffered
+    return dbapi_conn.cursor()
 
 
 class DumpReader:
@@ -183,8 +218,8 @@ def decoder(kind: str, target: sa.types.TypeEngine | None, dialect: str = "") ->
     Values go to the driver directly (executemany), so this does what SQLAlchemy's bind processors
     would: datetimes as SQLAlchemy's SQLite text or as objects, booleans as booleans, JSON as its text.
     """
-    if target is not None and isinstance(target, sa.Boolean) and kind != "bool":
-        return bool
+    if target is not None and isinstance(target, sa.Boolean) and (kind != "bool" or dialect == "postgresql"):
+        return bool  # booleans may be dumped as 0/1 (SQLite, MySQL); PostgreSQL wants real ones
     if kind == "datetime":
         if dialect == "sqlite":
             return lambda v: dt.datetime.fromisoformat(v).isoformat(" ", "microseconds")

@@ -145,9 +145,9 @@ def backup(settings: Settings, *, to: str | None = None, encrypt: bool = False, 
             report = BackupReport(snapshot_id, repo.uri, hide_password(url), url.get_backend_name(),
                                   revisions.current_revision(conn) if _has_version_table(conn) else None)
             server = server_version(conn)
-            tables = _dump_tables(conn, repo, report, emit)
-            uris = referenced_uris(conn, {t["name"] for t in tables}, _reflect_artifact_tables(conn)) \
-                if artifacts else []
+            reflected = backed_up_tables(conn)
+            tables = _dump_tables(conn, repo, reflected, report, emit)
+            uris = referenced_uris(conn, {t.name: t for t in reflected}) if artifacts else []
         report.database_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         previous = _previous_index(repo, report.database)
@@ -240,8 +240,8 @@ def backed_up_tables(conn: sa.Connection) -> list[sa.Table]:
         return list(metadata.sorted_tables)
 
 
-def _dump_tables(conn: sa.Connection, repo: Repository, report: BackupReport, emit: Progress) -> list[dict]:
-    tables = backed_up_tables(conn)
+def _dump_tables(conn: sa.Connection, repo: Repository, tables: list[sa.Table], report: BackupReport,
+                 emit: Progress) -> list[dict]:
     emit(ProgressEvent("tables", "start", total=len(tables)))
     out = []
     for table in tables:
@@ -257,20 +257,12 @@ def _dump_tables(conn: sa.Connection, repo: Repository, report: BackupReport, em
     return out
 
 
-def _reflect_artifact_tables(conn: sa.Connection) -> dict[str, sa.Table]:
-    metadata = sa.MetaData()
-    names = set(sa.inspect(conn).get_table_names())
-    wanted = sorted({t for t, _c, _w in ARTIFACT_COLUMNS} & names)
-    metadata.reflect(bind=conn, only=wanted)
-    return dict(metadata.tables)
-
-
-def referenced_uris(conn: sa.Connection, dumped: set[str], tables: dict[str, sa.Table]) -> list[str]:
+def referenced_uris(conn: sa.Connection, tables: dict[str, sa.Table]) -> list[str]:
     """Every distinct artifact URI the snapshot's rows hold (experiments, runs, logged models, versions, traces)."""
     found: set[str] = set()
     for table_name, column_name, where in ARTIFACT_COLUMNS:
         table = tables.get(table_name)
-        if table is None or table_name not in dumped or column_name not in table.c:
+        if table is None or column_name not in table.c:
             continue
         column = table.c[column_name]
         query = sa.select(column).distinct().where(column.is_not(None))

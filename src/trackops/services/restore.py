@@ -337,7 +337,9 @@ def _load_tables(conn: sa.Connection, repo: Repository, plan: RestorePlan, repor
                  emit: Progress) -> None:
     metadata = sa.MetaData()
     metadata.reflect(bind=conn)
-    tables = plan.manifest["tables"]
+    # Load in the target's foreign-key order (the source's reflection may order ties differently).
+    rank = {t.name: i for i, t in enumerate(metadata.sorted_tables)}
+    tables = sorted(plan.manifest["tables"], key=lambda t: rank.get(t["name"], len(rank)))
     total_rows = sum(t["rows"] for t in tables)
     emit(ProgressEvent("tables", "start", total=total_rows))
     if conn.dialect.name == "mysql":
