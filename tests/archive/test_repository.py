@@ -149,3 +149,23 @@ def test_artifact_index_round_trips_in_order():
     data = b"".join(artifact_index.encode(locations, entries))
     got_locations, got = artifact_index.decode([data[:3], data[3:]])
     assert got_locations == locations and list(got) == entries
+
+
+def test_backend_contract_on_every_backend(repo_uri, tmp_path):
+    from trackops.archive.backend import open_backend
+    from trackops.artifacts import ArtifactNotFound
+
+    backend = open_backend(repo_uri)
+    backend.put_bytes("snapshots/b.json", b"{}")
+    spool = backend.temp_file()
+    spool.write_bytes(b"x" * 10)
+    backend.put_file("objects/ab/abc", spool)
+    assert backend.exists("objects/ab/abc") and not backend.exists("objects/ab/none")
+    assert backend.size("objects/ab/abc") == 10 and backend.get("snapshots/b.json").read() == b"{}"
+    assert [k for k, _s, _m in backend.keys("objects")] == ["objects/ab/abc"]
+    assert [k for k, _s, _m in backend.keys("nothing")] == []
+    assert backend.delete("objects/ab/abc") and not backend.delete("objects/ab/abc")
+    with pytest.raises(ArtifactNotFound):
+        backend.get("objects/ab/abc")
+    with pytest.raises(ArtifactNotFound):
+        backend.size("objects/ab/abc")

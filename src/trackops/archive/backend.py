@@ -56,6 +56,10 @@ class Backend:
     def sync(self) -> None:
         """Make every finished put durable (before a manifest is written)."""
 
+    def clean_temp(self, older_than: float) -> int:
+        """Remove spool files of killed writers older than `older_than` seconds; how many went."""
+        return 0
+
 
 class LocalBackend(Backend):
     """A directory. Objects are renamed into place from ``tmp/``: one write per new object, like ``cp``."""
@@ -105,6 +109,22 @@ class LocalBackend(Backend):
         folder = self.root / "tmp"
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"obj-{secrets.token_hex(8)}"
+
+    def clean_temp(self, older_than: float) -> int:
+        import time
+
+        removed = 0
+        folder = self.root / "tmp"
+        if not folder.is_dir():
+            return 0
+        for entry in os.scandir(folder):
+            try:
+                if entry.is_file() and time.time() - entry.stat().st_mtime > older_than:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def sync(self) -> None:
         # Objects are not fsynced one by one (that would cost far more than cp -r); one sync of the

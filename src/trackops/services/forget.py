@@ -71,6 +71,7 @@ class ForgetPlan:
     remove: list[SnapshotInfo]
     prune_objects: list[tuple[str, int]]
     dry_run: bool
+    prune: bool = True
     done: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -89,6 +90,10 @@ class ForgetPlan:
         for object_id, _size in self.prune_objects:
             self.repo.delete_object(object_id)
             emit(ProgressEvent("objects", "advance", amount=1))
+        if self.prune:
+            from trackops.archive.repository import STALE_LOCK_SECONDS
+
+            self.repo.backend.clean_temp(STALE_LOCK_SECONDS)  # spool files of killed backups
         emit(ProgressEvent("objects", "done"))
         self.done = True
         return self
@@ -136,7 +141,7 @@ def plan_forget(settings: Settings, *, repository: str | None = None, keep_last:
         for snap in keep:
             referenced.update(_referenced(repo, found[snap.id]))
         unreferenced = [(oid, size) for oid, size in repo.object_sizes() if oid not in referenced]
-    return ForgetPlan(repo, keep, remove, sorted(unreferenced), dry_run)
+    return ForgetPlan(repo, keep, remove, sorted(unreferenced), dry_run, prune)
 
 
 def _referenced(repo: Repository, manifest: dict[str, Any]) -> set[str]:
