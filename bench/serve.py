@@ -1,7 +1,8 @@
 """Benchmark: the same client workload against `mlflow server` and `trackops serve`, side by side.
 
-Both servers run on this machine on their own SQLite file (same backend type), with their default
-worker settings, one after the other. The workload is plain HTTP as the `mlflow` client sends it
+Both servers run at the same time on this machine, each on its own SQLite file (same backend
+type), with their default worker settings; the timed rounds alternate between them and each
+measure keeps its best round, so that load from other processes hits both alike. The workload is plain HTTP as the `mlflow` client sends it
 (`requests`), measured both ways a client connects: one reused connection (a `requests.Session`,
 what the `mlflow` client does) and a new connection per request.
 
@@ -15,7 +16,7 @@ Prints each figure for both servers and the ratio (trackops over MLflow for rate
 trackops for times and memory: above 1 means trackops is better). Not a test.
 
 Usage:
-  python bench/serve.py [--requests 300] [--batches 20] [--searches 5] [--runs 2000]
+  python bench/serve.py [--requests 200] [--batches 20] [--searches 5] [--runs 2000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -112,11 +113,30 @@ def log_metrics(session, url: str, run_id: str, n: int) -> float:
     return time.perf_counter() - started
 
 
-def workload(url: str, args) -> dict[str, float]:
+def populate(url: str, runs: int) -> str:
+    """An experiment with `runs` runs, metric score = i and a param; returns its id (8 threads, not timed)."""
+    eid = post(None, url, "/experiments/create", {"name": f"search-{uuid.uuid4().hex[:8]}"})["experiment_id"]
+
+    def work(part: range) -> None:
+        for i in part:
+            rid = new_run(None, url, eid)
+            post(None, url, "/runs/log-batch", {"run_id": rid, "metrics": [{"key": "score", "value": i, "timestamp": 1}],
+                                                "params": [{"key": "p", "value": str(i % 7)}]})
+
+    threads = [threading.Thread(target=work, args=(range(k, runs, 8),)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return eid
+
+
+def measure(url: str, eid: str, args) -> dict[str, float]:
+    """One round of every timed measure against one server."""
     out: dict[str, float] = {}
     s = requests.Session()
     run_id = new_run(s, url)
-    log_metrics(s, url, run_id, 10)  # warm-up
+    log_metrics(s, url, run_id, 5)  # warm-up
     out["log-metric reused (req/s)"] = args.requests / log_metrics(s, url, run_id, args.requests)
     out["log-metric new conn (req/s)"] = args.requests / log_metrics(None, url, run_id, args.requests)
 
@@ -128,12 +148,6 @@ def workload(url: str, args) -> dict[str, float]:
             {"key": f"m{i % 10}", "value": i * 0.1, "timestamp": now, "step": b * 100 + i // 10} for i in range(1000)]})
     out["log-batch (metrics/s)"] = args.batches * 1000 / (time.perf_counter() - started)
 
-    # 2000 runs in their own experiment, half with score >= 1000.
-    eid = post(s, url, "/experiments/create", {"name": f"search-{uuid.uuid4().hex[:8]}"})["experiment_id"]
-    for i in range(args.runs):
-        rid = new_run(s, url, eid)
-        post(s, url, "/runs/log-batch", {"run_id": rid, "metrics": [{"key": "score", "value": i, "timestamp": 1}],
-                                         "params": [{"key": "p", "value": str(i % 7)}]})
     half = args.runs // 2
     body = {"experiment_ids": [eid], "filter": f"metrics.score >= {half}", "max_results": 1000,
             "order_by": ["metrics.score DESC"]}
@@ -165,37 +179,51 @@ def workload(url: str, args) -> dict[str, float]:
     return out
 
 
+def lower_is_better(key: str) -> bool:
+    return "(s/call)" in key or "(MiB)" in key
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--searches", type=int, default=5)
     parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    results: dict[str, dict[str, float]] = {}
-    for name in ("mlflow", "trackops"):
-        work = Path(tempfile.mkdtemp(prefix=f"bench-serve-{name}-"))
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        common = ["--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}", "--artifacts-destination",
-                  str(work / "mlartifacts"), "--host", "127.0.0.1", "--port", str(port)]
-        argv = [str(BIN / name), "server" if name == "mlflow" else "serve", *common]
-        proc = start(argv, work, url)
-        try:
-            time.sleep(3)  # let every worker finish starting before measuring idle memory
-            idle = tree_rss_mib(proc.pid)
-            print(f"{name}: running the workload ...", file=sys.stderr, flush=True)
-            results[name] = {"idle RSS (MiB)": idle, **workload(url, args)}
-        finally:
+    names = ("mlflow", "trackops")
+    procs, urls, works, results = {}, {}, {}, {n: {} for n in names}
+    try:
+        for name in names:
+            work = Path(tempfile.mkdtemp(prefix=f"bench-serve-{name}-"))
+            port = free_port()
+            urls[name], works[name] = f"http://127.0.0.1:{port}", work
+            common = ["--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}", "--artifacts-destination",
+                      str(work / "mlartifacts"), "--host", "127.0.0.1", "--port", str(port)]
+            procs[name] = start([str(BIN / name), "server" if name == "mlflow" else "serve", *common], work, urls[name])
+        time.sleep(5)  # let every worker finish starting before measuring idle memory
+        for name in names:
+            results[name]["idle RSS (MiB)"] = tree_rss_mib(procs[name].pid)
+        eids = {name: populate(urls[name], args.runs) for name in names}
+        # Rounds alternate between the servers (and which goes first), and each measure keeps its
+        # best round: load from other processes on the machine hits both alike.
+        for r in range(args.rounds):
+            for name in (names if r % 2 == 0 else names[::-1]):
+                print(f"round {r + 1}: {name}", file=sys.stderr, flush=True)
+                for key, value in measure(urls[name], eids[name], args).items():
+                    best = results[name].get(key)
+                    better = best is None or (value < best if lower_is_better(key) else value > best)
+                    results[name][key] = value if better else best
+    finally:
+        for name, proc in procs.items():
             stop(proc)
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(works[name], ignore_errors=True)
 
-    print(f"{'measure':34} {'mlflow':>12} {'trackops':>12} {'ratio':>8}")
+    print(f"{'measure (best of %d rounds)' % args.rounds:34} {'mlflow':>12} {'trackops':>12} {'ratio':>8}")
     for key in results["mlflow"]:
         m, t = results["mlflow"][key], results["trackops"][key]
-        better_when_lower = "(s/call)" in key or "(MiB)" in key
-        ratio = m / t if better_when_lower else t / m
+        ratio = m / t if lower_is_better(key) else t / m
         print(f"{key:34} {m:12.2f} {t:12.2f} {ratio:7.2f}x")
 
 
