@@ -255,3 +255,25 @@ def test_history_of_an_unknown_run_is_empty_and_bulk_history_tags_each_point_wit
     assert len(points) == 6 and {p["run_id"] for p in points} == {a, b}
     assert client.get(API + "/metrics/get-history", params={"run_id": a, "metric_key": "m",
                                                             "max_results": 0}).status_code == 400
+
+
+def test_logged_model_lifecycle_and_its_artifact_listing(client):
+    run_id = new_run(client)
+    model = post(client, "/logged-models", {"experiment_id": "0", "name": "lm", "source_run_id": run_id,
+                                            "params": [{"key": "alpha", "value": "1"}]}).json()["model"]
+    info = model["info"]
+    assert info["status"] == "LOGGED_MODEL_PENDING" and info["model_type"] == ""
+    assert info["artifact_uri"] == f"mlflow-artifacts:/0/models/{info['model_id']}/artifacts"
+    mid = info["model_id"]
+    client.put(f"{ART}/0/models/{mid}/artifacts/MLmodel", content=b"flavors: {}")
+    r = client.patch(f"{API}/logged-models/{mid}", json={"model_id": mid, "status": "LOGGED_MODEL_READY"})
+    assert r.json()["model"]["info"]["status"] == "LOGGED_MODEL_READY"
+    assert client.patch(f"{API}/logged-models/{mid}/tags", json={"tags": [{"key": "k", "value": "v"}]}).json() == {}
+    listed = client.get(f"{API}/logged-models/{mid}/artifacts/directories").json()
+    assert listed["files"] == [{"path": "MLmodel", "is_dir": False, "file_size": 11}]
+    found = post(client, "/logged-models/search", {"experiment_ids": ["0"], "filter": "name = 'lm'"}).json()
+    assert [m["info"]["model_id"] for m in found["models"]] == [mid]
+    assert found["models"][0]["info"]["tags"] == [{"key": "k", "value": "v"}]
+    assert client.delete(f"{API}/logged-models/{mid}/tags/k").json() == {}
+    assert client.delete(f"{API}/logged-models/{mid}").json() == {}
+    assert client.get(f"{API}/logged-models/{mid}").status_code == 404
