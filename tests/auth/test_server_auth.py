@@ -181,3 +181,29 @@ def test_bearer_tokens_work_and_no_secret_reaches_responses_or_logs(client, sqli
     everything = "\n".join(texts) + caplog.text + repr(client.app.state.ctx.auth) + repr(client.app.state.ctx.auth.guard)
     for secret in (token, token.split("_", 2)[2], READER_PW, ADMIN_PW, "wrong-password-9", "new-password-77"):
         assert secret not in everything
+
+
+def test_auth_without_an_admin_refuses_to_start_and_the_first_admin_comes_from_the_environment(
+        sqlite_auth_url, tmp_path, monkeypatch):
+    from trackops.errors import UsageError
+
+    for var in ("TRACKOPS_ADMIN_USERNAME", "TRACKOPS_ADMIN_PASSWORD", "TRACKOPS_ADMIN_PASSWORD_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    settings = Settings(backend_store_uri=sqlite_auth_url, artifacts_destination=str(tmp_path / "art"))
+    with pytest.raises(UsageError) as err:
+        preflight(settings, auth=True)
+    assert err.value.exit_code == 2 and "trackops users create" in err.value.hint
+    with pytest.raises(UsageError, match="unknown permission"):
+        preflight(settings, auth=True, default_permission="OWNER")
+    secret_file = tmp_path / "admin-password"
+    secret_file.write_text("file-password-1\n")
+    monkeypatch.setenv("TRACKOPS_ADMIN_USERNAME", "boss")
+    monkeypatch.setenv("TRACKOPS_ADMIN_PASSWORD_FILE", str(secret_file))
+    preflight(settings, auth=True)
+    engine = create_engine(sqlite_auth_url)
+    store = AuthStore(engine)
+    assert store.authenticate_password("boss", "file-password-1").is_admin
+    monkeypatch.setenv("TRACKOPS_ADMIN_USERNAME", "other")
+    preflight(settings, auth=True)  # an admin exists: the environment is ignored
+    assert [u["username"] for u in store.list_users()] == ["boss"]
+    engine.dispose()
