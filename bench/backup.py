@@ -85,7 +85,7 @@ def add_metrics(url: str, rows: int) -> None:
         else:
             conn.exec_driver_sql(
                 "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
-                "SELECT 'loss_' || (i % 10), i * 0.25, 1700000000000 + i, 'run' || lpad((i % 100)::text, 5, '0'), "
+                "SELECT 'loss_' || mod(i, 10), i * 0.25, 1700000000000 + i, 'run' || lpad(mod(i, 100)::text, 5, '0'), "
                 f"i / 1000, false FROM generate_series(0, {rows - 1}) AS i")
     engine.dispose()
 

@@ -36,40 +36,39 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the plan and chang
 
 
 class Bars:
-    """One Rich progress bar per phase reported by a service (tables, artifacts, objects)."""
+    """A Rich progress bar per phase reported by a service (rows, bytes or objects), on stderr."""
 
     LABELS = {"tables": "database", "artifacts": "artifacts", "objects": "objects"}
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.progress: Progress | None = None
-        self.tasks: dict[str, int] = {}
+        self.task = None
+        self.phase: str | None = None
 
     def __call__(self, event: backup_service.ProgressEvent) -> None:
         if not self.enabled:
             return
-        if self.progress is None:
-            self.progress = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                                     TransferSpeedColumn(), TimeElapsedColumn(), console=console, transient=True)
-            self.progress.start()
         if event.kind == "start":
-            label = self.LABELS.get(event.phase, event.phase)
-            if event.phase == "artifacts":
-                self.tasks[event.phase] = self.progress.add_task(label, total=event.total)
-                self.progress.columns = (TextColumn("{task.description:<10}"), BarColumn(), DownloadColumn(),
-                                         TransferSpeedColumn(), TimeElapsedColumn())
-            else:
-                self.tasks[event.phase] = self.progress.add_task(label, total=event.total)
-        elif event.kind == "advance" and event.phase in self.tasks:
-            self.progress.update(self.tasks[event.phase], advance=event.amount)
-        elif event.kind == "done" and event.phase in self.tasks:
-            task = self.tasks[event.phase]
-            self.progress.update(task, completed=self.progress.tasks[task].total)
+            self.stop()
+            amount = (DownloadColumn(),) if event.phase == "artifacts" else (MofNCompleteColumn(),)
+            speed = (TransferSpeedColumn(),) if event.phase == "artifacts" else ()
+            self.progress = Progress(TextColumn("{task.description:<10}"), BarColumn(), *amount, *speed,
+                                     TimeElapsedColumn(), console=console, transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task(self.LABELS.get(event.phase, event.phase), total=event.total)
+            self.phase = event.phase
+        elif self.progress is not None and event.phase == self.phase:
+            if event.kind == "advance":
+                self.progress.update(self.task, advance=event.amount)
+            elif event.kind == "done":
+                self.stop()
 
     def stop(self) -> None:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+            self.phase = None
 
 
 def _size(n: int) -> str:
