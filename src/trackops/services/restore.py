@@ -20,6 +20,7 @@ Then execute, so that a failure leaves the database target as it was:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import os
 import time
@@ -392,20 +393,30 @@ def _load_table(conn: sa.Connection, repo: Repository, plan: RestorePlan, report
            f"VALUES ({', '.join([mark] * len(names))})")
     whole = keep == list(range(len(reader.columns)))
     rows = 0
-    for batch in reader.batches():
-        records = batch if whole else [[raw[i] for i in keep] for raw in batch]
-        for pos, fn in convert:
-            for values in records:
-                if values[pos] is not None:
-                    values[pos] = fn(values[pos])
-        for pos, where in rewrites:
-            for values in records:
-                value = values[pos]
-                if value is not None and (where is None or values[key_pos[where[0]]] == where[1]):
-                    values[pos] = _rewrite_stored(value, plan)
-        conn.exec_driver_sql(sql, [tuple(v) for v in records])
-        rows += len(records)
-        emit(ProgressEvent("tables", "advance", amount=len(records), item=name))
+    with contextlib.ExitStack() as stack:
+        copy = None
+        if dialect == "postgresql":  # COPY is several times faster than any INSERT on PostgreSQL
+            cursor = stack.enter_context(conn.connection.dbapi_connection.cursor())
+            copy = stack.enter_context(cursor.copy(
+                f"COPY {quote(name)} ({', '.join(quote(c) for c in names)}) FROM STDIN"))
+        for batch in reader.batches():
+            records = batch if whole else [[raw[i] for i in keep] for raw in batch]
+            for pos, fn in convert:
+                for values in records:
+                    if values[pos] is not None:
+                        values[pos] = fn(values[pos])
+            for pos, where in rewrites:
+                for values in records:
+                    value = values[pos]
+                    if value is not None and (where is None or values[key_pos[where[0]]] == where[1]):
+                        values[pos] = _rewrite_stored(value, plan)
+            if copy is not None:
+                for values in records:
+                    copy.write_row(values)
+            else:
+                conn.exec_driver_sql(sql, [tuple(v) for v in records])
+            rows += len(records)
+            emit(ProgressEvent("tables", "advance", amount=len(records), item=name))
     if reader.hasher.hexdigest() != entry["sha256"] or rows != entry["rows"]:
         raise CheckFailedError(f"the dump of table {name} does not match the manifest; nothing was restored",
                                hint="run trackops verify --read-data; restore another snapshot")
