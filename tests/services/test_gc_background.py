@@ -45,3 +45,32 @@ def test_background_pass_while_locked_is_skipped_not_fatal(sqlite_seed, caplog):
         assert thread.run_pass() is None
     assert any("skipped" in r.getMessage() for r in caplog.records)
     assert thread.run_pass().deleted["runs"] == 1
+
+
+def test_serve_with_gc_interval_collects_in_the_background_and_stops_with_the_server(sqlite_seed, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    eid = sqlite_seed.experiment("e")
+    sqlite_seed.runs(eid, 2, stage="deleted")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = open(tmp_path / "serve.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "trackops", "serve", "--backend-store-uri", sqlite_seed.url,
+                             "--artifacts-destination", sqlite_seed.destination, "--port", str(port),
+                             "--gc-interval", "1h", "--gc-older-than", "30d"],
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert _wait(lambda: sqlite_seed.count("runs") == 0, 60), (tmp_path / "serve.log").read_text()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = (tmp_path / "serve.log").read_text()
+    assert "gc pass: 2 runs" in text and "stopped after 1 pass" in text

@@ -178,7 +178,8 @@ def gc(
         d = report.deleted
         console.print(f"Deleted {d['runs']} runs, {d['logged_models']} logged models, {d['traces']} traces, "
                       f"{d['experiments']} experiments, {d['orphans']} orphaned folders: "
-                      f"{sum(report.rows.values())} rows, {report.files} files, {_size(report.bytes)} freed "
+                      f"{sum(n for t, n in report.rows.items() if '(' not in t)} rows, {report.files} files, "
+                      f"{_size(report.bytes)} freed "
                       f"in {report.seconds:.2f}s; {len(plan.held)} held.", markup=False, soft_wrap=True)
         for failure in report.failures:
             console.print(f"failed {failure.kind} {failure.id}: {failure.reason}", markup=False, soft_wrap=True)

@@ -40,6 +40,11 @@ def serve(
         "--artifacts-credentials-secret", metavar="NAME",
         help="Take the S3 destination's credentials from this named secret (trackops secrets set; "
              "needs TRACKOPS_SECRETS_KEK). See docs/secrets.md.")] = None,
+    gc_interval: Annotated[str | None, typer.Option(
+        "--gc-interval", metavar="AGE",
+        help="Run trackops gc in a background thread every AGE (e.g. 1h); each pass is logged. See docs/gc.md.")] = None,
+    gc_older_than: Annotated[str, typer.Option(
+        "--gc-older-than", metavar="AGE", help="With --gc-interval: collect only items deleted longer ago.")] = "30d",
 ) -> int:
     """Run an MLflow-compatible tracking server (REST API 2.0, proxied artifacts, model registry).
 
@@ -73,8 +78,19 @@ def serve(
     console.print(f"Serving {report.database} on http://{config.host}:{config.port} "
                   f"(artifacts: {where}; workers: {config.workers})", markup=False, soft_wrap=True)
     os.environ[CONFIG_ENV] = config.to_env()
-    uvicorn.run("trackops.server.factory:app_from_env", factory=True, host=config.host, port=config.port,
-                workers=config.workers if config.workers > 1 else None, http=NoDelayHTTPProtocol,
-                log_level="warning", access_log=False, timeout_graceful_shutdown=30, lifespan="off",
-                server_header=False)
+    gc_thread = None
+    if gc_interval:
+        from trackops.services.gc_background import GcThread
+
+        gc_thread = GcThread(config.settings, interval=gc_interval, older_than=gc_older_than)
+        gc_thread.start()
+        gc_thread.stop_on_sigterm()
+    try:
+        uvicorn.run("trackops.server.factory:app_from_env", factory=True, host=config.host, port=config.port,
+                    workers=config.workers if config.workers > 1 else None, http=NoDelayHTTPProtocol,
+                    log_level="warning", access_log=False, timeout_graceful_shutdown=30, lifespan="off",
+                    server_header=False)
+    finally:
+        if gc_thread is not None:
+            gc_thread.stop()
     return 0

@@ -11,6 +11,7 @@ time: a background task must never take the server down.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 
 from trackops.config import Settings
@@ -49,6 +50,24 @@ class GcThread(threading.Thread):
         if self.is_alive():
             self.join(timeout)
 
+    def stop_on_sigterm(self) -> None:
+        """Stop this thread before SIGTERM ends the process (uvicorn re-raises it after its shutdown).
+
+        The previous handler is restored and the signal raised again, so the process still ends the
+        way it would have. Only possible from the main thread; elsewhere this does nothing.
+        """
+        try:
+            previous = signal.getsignal(signal.SIGTERM)
+
+            def handler(signum, frame) -> None:
+                self.stop()
+                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+                signal.raise_signal(signum)
+
+            signal.signal(signal.SIGTERM, handler)
+        except ValueError:  # not the main thread
+            pass
+
     def run(self) -> None:
         log.info("background gc every %.0fs, older than %s", self.interval_s, self.older_than or "any age")
         while not self._stop_event.is_set():
@@ -76,7 +95,7 @@ class GcThread(threading.Thread):
         log.info("gc pass: %d runs, %d logged models, %d traces, %d experiments, %d orphaned folders deleted; "
                  "%d rows, %d files, %d bytes; %d held, %d failed; %.2fs",
                  d["runs"], d["logged_models"], d["traces"], d["experiments"], d["orphans"],
-                 sum(report.rows.values()), report.files, report.bytes, len(report.plan.held),
+                 sum(n for t, n in report.rows.items() if "(" not in t), report.files, report.bytes, len(report.plan.held),
                  len(report.failures), report.seconds)
         for failure in report.failures:
             log.warning("gc could not delete %s %s: %s", failure.kind, failure.id, failure.reason)

@@ -124,6 +124,8 @@ class Executor:
             for chunk in gc_rows.chunks(ready, CHUNK_ITEMS):
                 self._rows(kind, chunk, report, failed_experiments)
         self._orphans(plan.orphans, report)
+        if not plan.scanned:
+            plan.rows = dict(report.rows)
         report.executed = True
         report.seconds = time.monotonic() - started
         self.progress(GcEvent("done", files=report.files, bytes=report.bytes))

@@ -50,6 +50,7 @@ GROUP_MIN = 8
 
 _AGE = re.compile(r"^(?:(?P<weeks>\d+(?:\.\d+)?)w)?(?:(?P<days>\d+(?:\.\d+)?)d)?(?:(?P<hours>\d+(?:\.\d+)?)h)?"
                   r"(?:(?P<minutes>\d+(?:\.\d+)?)m)?(?:(?P<seconds>\d+(?:\.\d+)?)s)?$")
+_PLAIN_TAIL = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(?:/[A-Za-z0-9_-][A-Za-z0-9._-]*)?$")
 _UNIT_MS = {"weeks": 604_800_000, "days": 86_400_000, "hours": 3_600_000, "minutes": 60_000, "seconds": 1000}
 
 
@@ -194,9 +195,26 @@ class Places:
     def __init__(self, artifacts_destination: str | None):
         self.destination = artifacts_destination
         self._repos: dict[str, ArtifactRepository] = {}
+        self._prefixes: dict[str, str | None] = {}
 
     def canonical(self, uri: str) -> str:
         """``file:///abs/path`` or ``s3://bucket/prefix`` for any stored spelling; UsageError if unusable."""
+        # Thousands of run URIs share their experiment's prefix: resolve the prefix once and append
+        # the plain tail (``<run_id>/artifacts``), which every spelling keeps as it is.
+        head, _, tail = uri.rstrip("/").rpartition("/")
+        head2, _, tail2 = head.rpartition("/")
+        for prefix, rest in ((head2, f"{tail2}/{tail}"), (head, tail)):
+            if prefix and _PLAIN_TAIL.match(rest):
+                if prefix not in self._prefixes:
+                    try:
+                        self._prefixes[prefix] = self._resolve(prefix)
+                    except TrackopsError:
+                        self._prefixes[prefix] = None
+                if self._prefixes[prefix] is not None:
+                    return f"{self._prefixes[prefix]}/{rest}"
+        return self._resolve(uri)
+
+    def _resolve(self, uri: str) -> str:
         return repository_for(uri, artifacts_destination=self.destination).uri.rstrip("/")
 
     def try_canonical(self, uri: str | None) -> str | None:
@@ -540,14 +558,14 @@ def build_plan(conn: sa.Connection, places: Places, selection: Selection, *, dat
     plan.logged_models = [lm_items[m] for m in keep_models]
     plan.traces = trace_items
 
-    # 8. Rows and files.
-    for root, items in (("runs", plan.runs), ("logged_models", plan.logged_models),
-                        ("trace_info", plan.traces), ("experiments", plan.experiments)):
-        keys = [int(i.id) if root == "experiments" else i.id for i in items]
-        for table, n in gc_rows.count_rows(conn, root, keys).items():
-            plan.rows[table] = plan.rows.get(table, 0) + n
+    # 8. Rows and files (counted here only when someone will look before the deletion).
     plan.scanned = scan_files
     if scan_files:
+        for root, items in (("runs", plan.runs), ("logged_models", plan.logged_models),
+                            ("trace_info", plan.traces), ("experiments", plan.experiments)):
+            keys = [int(i.id) if root == "experiments" else i.id for i in items]
+            for table, n in gc_rows.count_rows(conn, root, keys).items():
+                plan.rows[table] = plan.rows.get(table, 0) + n
         scan([t for i in plan.items() for t in i.artifacts], places)
     return plan
 

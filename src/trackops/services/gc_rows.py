@@ -184,9 +184,10 @@ def delete_rows(engine: sa.Engine, root: str, keys: Sequence,
         for part in chunks(list(keys)):
             n = _apply(engine, step, part)
             if n:
-                done[step.name] = done.get(step.name, 0) + n
+                label = step.name if step.action == "delete" else f"{step.name} ({step.action})"
+                done[label] = done.get(label, 0) + n
                 if on_batch is not None:
-                    on_batch(step.name, n)
+                    on_batch(label, n)
     return done
 
 
