@@ -92,8 +92,3 @@ def burn_time(password: str) -> None:
     if _DUMMY is None:
         _DUMMY = hash_password("trackops-dummy-password")
     verify_password(password, _DUMMY)
-
-
-def needs_rehash(stored: str) -> bool:
-    """True for hashes in a format or cost trackops no longer writes (rewritten on the next good login)."""
-    return not stored.startswith(f"$scrypt$ln={SCRYPT_LN},r={SCRYPT_R},p={SCRYPT_P}$")
