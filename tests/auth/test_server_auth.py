@@ -207,3 +207,18 @@ def test_auth_without_an_admin_refuses_to_start_and_the_first_admin_comes_from_t
     preflight(settings, auth=True)  # an admin exists: the environment is ignored
     assert [u["username"] for u in store.list_users()] == ["boss"]
     engine.dispose()
+
+
+def test_a_correct_password_costs_one_hash_per_cache_ttl_and_an_unknown_user_costs_one_too(client, monkeypatch):
+    from trackops.auth import passwords
+
+    calls = []
+    real = passwords.verify_password
+    monkeypatch.setattr(passwords, "verify_password", lambda pw, stored: calls.append(1) or real(pw, stored))
+    for _ in range(10):
+        assert client.get(API + "/experiments/get", params={"experiment_id": "0"}, headers=READER).status_code == 200
+    assert len(calls) == 1
+    for _ in range(2):
+        assert client.get(API + "/experiments/get", params={"experiment_id": "0"},
+                          headers=basic("ghost", READER_PW)).status_code == 401
+    assert len(calls) == 3  # failures are never cached, and an unknown name is as slow as a wrong password
