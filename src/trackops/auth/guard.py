@@ -116,15 +116,17 @@ class Guard:
         # Bumped whenever caches are cleared: a result read from the database before a clear is not
         # cached after it (it may predate the change that caused the clear).
         self._generation = 0
+        self._clearing = threading.Lock()  # makes "still the same generation? then store" atomic
 
     def __repr__(self) -> str:
         return f"Guard(default={self.default.name})"
 
     def _epoch_moved(self, name: str) -> None:
         if name == epoch.AUTH:  # a password, token, admin flag or user changed: re-verify everyone
-            self._generation += 1
-            self.cache.clear()
-            self._perms.clear()
+            with self._clearing:
+                self._generation += 1
+                self.cache.clear()
+                self._perms.clear()
         elif name == epoch.GRANTS:
             self.forget_permissions()
 
@@ -163,9 +165,10 @@ class Guard:
             user, expires = found if found else (None, None)
         if user is None:
             raise Unauthenticated("Invalid credentials. " + AUTH_HINT)
-        if generation == self._generation:
-            self.cache.set(self._cache_key(header), json.dumps(
-                {"i": user.id, "u": user.username, "a": user.is_admin, "x": expires}).encode())
+        value = json.dumps({"i": user.id, "u": user.username, "a": user.is_admin, "x": expires}).encode()
+        with self._clearing:
+            if generation == self._generation:
+                self.cache.set(self._cache_key(header), value)
         return user
 
     # --- authorization -------------------------------------------------------------------------
@@ -231,8 +234,9 @@ class Guard:
         with self.engine.connect() as conn:
             explicit = self.store.permission(conn, user.id, kind, key)
         result = self.default if explicit is None else explicit
-        if generation == self._generation:
-            self._perms.put((user.id, kind, key), result)
+        with self._clearing:
+            if generation == self._generation:
+                self._perms.put((user.id, kind, key), result)
         return result
 
     def _owner(self, what: str, ident: str, *, db: bool = True) -> int | None:
@@ -259,8 +263,9 @@ class Guard:
 
     def forget_permissions(self) -> None:
         """Drop this worker's cached permissions (after it changed grants itself)."""
-        self._generation += 1
-        self._perms.clear()
+        with self._clearing:
+            self._generation += 1
+            self._perms.clear()
 
     def check_epoch(self) -> None:
         self.watch.check()
