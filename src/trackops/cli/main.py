@@ -14,6 +14,8 @@ from trackops.cli import gc as gc_cmd
 from trackops.cli import info as info_cmd
 from trackops.cli import serve as serve_cmd
 from trackops.cli.db import app as db_app
+from trackops.cli.secrets import app as secrets_app
+from trackops.cli.users import app as users_app
 from trackops.cli import backup as backup_cmd
 from trackops.cli.clickcompat import ClickException
 from trackops.cli.common import EXIT_CODES_EPILOG, console, state
@@ -55,6 +57,8 @@ app.command("info", epilog=EXIT_CODES_EPILOG)(info_cmd.info)
 app.command("serve", epilog=EXIT_CODES_EPILOG)(serve_cmd.serve)
 app.command("gc", epilog=EXIT_CODES_EPILOG)(gc_cmd.gc)
 app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(secrets_app, name="secrets")
 app.add_typer(backup_cmd.app, name="backup")
 app.command("restore", epilog=EXIT_CODES_EPILOG)(backup_cmd.restore)
 app.command("verify", epilog=EXIT_CODES_EPILOG)(backup_cmd.verify)
