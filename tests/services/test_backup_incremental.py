@@ -133,3 +133,30 @@ def test_writes_during_a_backup_leave_no_snapshot_row_pointing_at_a_missing_arti
         assert manifest["artifacts"]["missing"] == 0
     first_runs = next(t["rows"] for t in snapshots[0].tables if t["name"] == "runs")
     assert len(written) > first_runs  # the server really kept writing after the first snapshot
+
+
+def test_artifacts_deleted_after_the_database_snapshot_are_reported_missing(tmp_path):
+    source_url, artifacts = fixture_copy("mlflow-2.22.5", tmp_path / "src")
+    settings = _settings(source_url, tmp_path / "dest")
+    repo = tmp_path / "repo"
+    backup.backup(settings, to=str(repo))
+    history = sorted(artifacts.rglob("history.csv"))
+    weights = sorted(artifacts.rglob("weights.json"))
+
+    def progress(event):
+        if event.phase == "tables" and event.kind == "done":
+            history[0].unlink()          # gone before the walk: known from the previous snapshot
+        if event.phase == "artifacts" and event.kind == "start":
+            weights[0].unlink()          # gone between the walk and the copy
+
+    (weights[0].parent / "touch").write_text("new file, so that weights are copied afresh")
+    for path in weights:
+        path.write_bytes(path.read_bytes() + b" ")  # changed: must be read again
+    report = backup.backup(settings, to=str(repo), progress=progress)
+    missing = sorted(report.missing)
+    assert len(missing) == 2
+    assert missing[0].endswith(str(history[0].relative_to(artifacts))) or \
+        missing[1].endswith(str(history[0].relative_to(artifacts)))
+    assert any(m.endswith("weights.json") for m in missing)
+    result = verify.verify(Settings(), repository=str(repo), snapshot=report.snapshot)
+    assert result.ok and result.incomplete[0]["missing"] == 2

@@ -275,8 +275,9 @@ def referenced_uris(conn: sa.Connection, tables: dict[str, sa.Table]) -> list[st
 # --- artifacts ------------------------------------------------------------------------------------------
 
 def fold_locations(uris: list[str], destination: str | None
-                   ) -> tuple[list[tuple[Location, ArtifactRepository]], list[dict[str, str]]]:
-    """Distinct places for the URIs, nested ones folded into their container; and the URIs skipped."""
+                   ) -> tuple[list[tuple[Location, ArtifactRepository]], list[dict[str, str]], set[str]]:
+    """Distinct places for the URIs, nested ones folded into their container; the URIs skipped; and
+    every referenced place before folding."""
     places: dict[str, tuple[str, ArtifactRepository]] = {}
     skipped = []
     for uri in uris:
@@ -302,7 +303,7 @@ def fold_locations(uris: list[str], destination: str | None
         uri, repo = places[place]
         kept.append((Location(uri, place), repo))
     kept.sort(key=lambda pair: pair[0].place)
-    return kept, skipped
+    return kept, skipped, set(places)
 
 
 def _previous_index(repo: Repository, database: str) -> dict[tuple[str, str], tuple[int, float | None, str]]:
@@ -328,7 +329,7 @@ def _previous_index(repo: Repository, database: str) -> dict[tuple[str, str], tu
 def _copy_artifacts(repo: Repository, uris: list[str], destination: str | None,
                     previous: dict[tuple[str, str], tuple[int, float | None, str]], report: BackupReport,
                     emit: Progress) -> tuple[list[Location], list[IndexEntry]]:
-    located, report.skipped = fold_locations(uris, destination)
+    located, report.skipped, referenced = fold_locations(uris, destination)
     known = repo.known_objects()
     todo: list[tuple[int, ArtifactRepository, Any]] = []
     entries: list[IndexEntry] = []
@@ -344,12 +345,13 @@ def _copy_artifacts(repo: Repository, uris: list[str], destination: str | None,
                     todo.append((number, source, entry))
         except ArtifactError as exc:
             report.skipped.append({"uri": location.uri, "reason": exc.message})
+    report.missing.extend(_gone_since(previous, entries, todo, located, referenced))
     report.files = len(entries) + len(todo)
     report.bytes = sum(e.size for e in entries) + sum(t[2].size or 0 for t in todo)
     emit(ProgressEvent("artifacts", "start", total=report.bytes))
     emit(ProgressEvent("artifacts", "advance", amount=sum(e.size for e in entries)))
 
-    def copy(task) -> tuple[IndexEntry | None, bool, str]:
+    def copy(task) -> tuple[IndexEntry | None, bool, str]:  # (entry, stored anew, missing path)
         number, source, entry = task
         try:
             with source.open(entry.path) as reader, repo.writer() as writer:
@@ -365,7 +367,6 @@ def _copy_artifacts(repo: Repository, uris: list[str], destination: str | None,
         for done, new, missing in pool.map(copy, todo):
             if done is None:
                 report.missing.append(missing)
-                report.files -= 1
                 continue
             entries.append(done)
             if new:
@@ -374,4 +375,27 @@ def _copy_artifacts(repo: Repository, uris: list[str], destination: str | None,
                 report.objects_new += 1
     emit(ProgressEvent("artifacts", "done"))
     entries.sort()
+    report.files, report.bytes = len(entries), sum(e.size for e in entries)
     return [loc for loc, _repo in located], entries
+
+
+def _gone_since(previous: dict[tuple[str, str], tuple[int, float | None, str]], entries: list[IndexEntry],
+                todo: list, located: list[tuple[Location, ArtifactRepository]], referenced: set[str]) -> list[str]:
+    """Files the previous snapshot had under a location this snapshot's rows still reference, now gone.
+
+    A file deleted before the walk reached it cannot be told from one never written, except when an
+    earlier snapshot saw it: then it is reported missing, like one that vanished between walk and copy.
+    """
+    if not previous:
+        return []
+    seen = {(located[e.location][0].place, e.path) for e in entries}
+    seen.update((located[number][0].place, entry.path) for number, _source, entry in todo)
+    gone = []
+    for place, path in previous:
+        if (place, path) in seen:
+            continue
+        full = f"{place}/{path}"
+        parts = full.split("/")
+        if any("/".join(parts[:i]) in referenced for i in range(1, len(parts))):
+            gone.append(full)
+    return sorted(gone)
