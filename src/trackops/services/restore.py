@@ -8,7 +8,7 @@ remaps, the old destination mapped to the new one implicitly). ``--dry-run`` sto
 Then execute, so that a failure leaves the database target as it was:
 
 - the schema is built at the snapshot's revision with trackops' own migrations, then every table is loaded
-  in foreign-key order with batched inserts, ids and timestamps as they were, dumps checked against the
+  in foreign-key order (batched executemany; COPY on PostgreSQL), ids and timestamps as they were, dumps checked against the
   manifest's checksums; the artifacts are written; then, only if all of that worked, the database is
   committed: SQLite is built in ``<target>.tmp`` and renamed over the target; PostgreSQL does everything
   in one transaction (its DDL is transactional); MySQL/MariaDB cannot roll DDL back, so the tables are
