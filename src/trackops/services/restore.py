@@ -177,8 +177,7 @@ def restore(settings: Settings, *, snapshot: str, repository: str | None = None,
     if dry_run:
         return report
     url = parse_url(to_backend_store_uri)
-    lock_url = url if url.get_backend_name() != "sqlite" else url
-    with hold_lock(lock_url, MAINTENANCE_LOCK, purpose="restore"):
+    with hold_lock(url, MAINTENANCE_LOCK, purpose="restore"):
         with _target_connection(url, plan) as conn:
             _build_schema(conn, plan)
             _load_tables(conn, repo, plan, report, emit)
