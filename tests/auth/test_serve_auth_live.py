@@ -105,3 +105,20 @@ def test_mlflow_client_authenticates_with_password_and_with_token(server, monkey
     with pytest.raises(MlflowException) as err:
         MlflowClient(tracking_uri=proc.url).get_experiment("0")
     assert "UNAUTHENTICATED" in str(err.value) or "401" in str(err.value)
+
+
+def test_the_whole_mlflow_client_workflow_runs_as_a_non_admin_user(server, tmp_path, monkeypatch):
+    """Experiments, runs, artifacts, logged models and the registry: creators get MANAGE on what they make."""
+    import mlflow
+
+    from tests.compat.test_mlflow_client import _workflow
+
+    proc, store = server
+    store.create_user("dora", "dora-password-1")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "dora")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "dora-password-1")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", proc.url)
+    mlflow.set_tracking_uri(proc.url)
+    _workflow(tmp_path, tag="auth")
+    grants = {(g.kind, g.permission) for g in store.list_grants("dora")}
+    assert grants == {("experiment", "MANAGE"), ("registered_model", "MANAGE")}
