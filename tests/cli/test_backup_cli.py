@@ -122,3 +122,16 @@ def test_backup_as_a_real_subprocess_shows_progress_on_stderr_only(tmp_path):
     assert done.stdout == "" and "Snapshot" in done.stderr
     done = subprocess.run([str(trackops), "backup", "list"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.count("\n") == 1
+
+
+def test_a_missing_artifacts_destination_is_said_not_silently_skipped(capsys, sqlite_head_url, tmp_path):
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(sqlite_head_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, "
+                             "workspace) VALUES (1, 'e', 'mlflow-artifacts:/1', 'active', 'default')")
+    engine.dispose()
+    code, _, err = run(capsys, "backup", "--to", str(tmp_path / "repo"), "--backend-store-uri", sqlite_head_url,
+                       "--artifacts-destination", str(tmp_path / "nowhere"))
+    assert code == 0 and "artifacts destination does not exist" in err

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -330,6 +331,12 @@ def _copy_artifacts(repo: Repository, uris: list[str], destination: str | None,
                     previous: dict[tuple[str, str], tuple[int, float | None, str]], report: BackupReport,
                     emit: Progress) -> tuple[list[Location], list[IndexEntry]]:
     located, report.skipped, referenced = fold_locations(uris, destination)
+    if destination and any(u.startswith("mlflow-artifacts:") for u in uris):
+        from trackops.artifacts.registry import local_path, scheme_of
+
+        if scheme_of(destination) in ("", "file") and not os.path.isdir(local_path(destination)):
+            report.skipped.append({"uri": destination, "reason": "the artifacts destination does not exist, so "
+                                   "no mlflow-artifacts:/ file was found; pass --artifacts-destination"})
     known = repo.known_objects()
     todo: list[tuple[int, ArtifactRepository, Any]] = []
     entries: list[IndexEntry] = []
