@@ -33,6 +33,7 @@ from trackops.archive import crypto, dump, index as artifact_index, manifest as 
 from trackops.archive.index import IndexEntry, Location
 from trackops.archive.repository import Repository, now_iso
 from trackops.artifacts import ArtifactError, ArtifactNotFound, ArtifactRepository, locate
+from trackops.artifacts.local import LocalArtifactRepository
 from trackops.config import Settings
 from trackops.db import revisions
 from trackops.db.engine import connect_errors, create_engine, hide_password, parse_url, server_version, sqlite_path
@@ -361,6 +362,16 @@ def _copy_artifacts(repo: Repository, uris: list[str], destination: str | None,
     def copy(task) -> tuple[IndexEntry | None, bool, str]:  # (entry, stored anew, missing path)
         number, source, entry = task
         try:
+            fast = _local_file(source, entry.path)
+            if fast is not None:
+                try:
+                    stored = repo.put_local_file(fast)
+                except FileNotFoundError:
+                    raise ArtifactNotFound(entry.path) from None
+                if stored is not None:
+                    object_id, size, new = stored
+                    emit(ProgressEvent("artifacts", "advance", amount=size, item=entry.path))
+                    return IndexEntry(number, entry.path, object_id, size, entry.modified), new, ""
             with source.open(entry.path) as reader, repo.writer() as writer:
                 for chunk in reader:
                     writer.write(chunk)
@@ -384,6 +395,15 @@ def _copy_artifacts(repo: Repository, uris: list[str], destination: str | None,
     entries.sort()
     report.files, report.bytes = len(entries), sum(e.size for e in entries)
     return [loc for loc, _repo in located], entries
+
+
+def _local_file(source: ArtifactRepository, path: str) -> str | None:
+    """The filesystem path of a file in a local artifact folder, if it stays inside the folder."""
+    if not isinstance(source, LocalArtifactRepository):
+        return None
+    full = os.path.join(source.root, path)
+    real, root = os.path.realpath(full), os.path.realpath(source.root)
+    return full if real.startswith(root.rstrip(os.sep) + os.sep) else None
 
 
 def _gone_since(previous: dict[tuple[str, str], tuple[int, float | None, str]], entries: list[IndexEntry],
