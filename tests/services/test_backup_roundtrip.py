@@ -188,3 +188,25 @@ def test_head_schema_json_boolean_and_generated_columns_cross_every_dialect(sqli
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT duration_ns FROM spans")).scalar_one() == 150
     engine.dispose()
+
+
+def test_mlflow_reads_a_sqlite_snapshot_restored_onto_postgres(postgres_url, tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    source_url, artifacts = fixture_copy("mlflow-2.22.5", tmp_path / "src")
+    repo = tmp_path / "repo"
+    backup.backup(_settings(source_url, str(tmp_path / "dest")), to=str(repo))
+    _restore(repo, postgres_url, tmp_path / "dest", upgrade=True)
+
+    client = MlflowClient(tracking_uri=postgres_url)
+    ids = [e.experiment_id for e in client.search_experiments(view_type=3)]
+    runs = {r.info.run_name: r for r in client.search_runs(ids, run_view_type=3)}
+    assert len(runs) == 12 and runs["stale-running"].info.status == "RUNNING"
+    history = [m.value for m in client.get_metric_history(runs["xgb-v1"].info.run_id, "grad_norm")]
+    assert history[:4] == [12.5, 1e300, 1.7976931348623157e308, -1.7976931348623157e308]
+    versions = {str(v.version): v for v in client.search_model_versions("name = 'iris-model'")}
+    assert versions["2"].current_stage == "Production"
+    assert str(client.get_model_version_by_alias("iris-model", "champion").version) == "2"
+    new = client.create_experiment("after-restore")
+    assert int(new) == 4  # the experiment id sequence continues after the restored ids
