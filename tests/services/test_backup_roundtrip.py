@@ -121,6 +121,14 @@ def test_s3_repository_and_s3_artifacts_round_trip_with_mlflow_artifacts_uris(s3
     assert restored == payloads
     assert all_rows(target) == all_rows(sqlite_head_url)
 
+    # And onto another S3 destination: the files land under it, the mlflow-artifacts:/ URIs stay.
+    target2 = f"sqlite:///{tmp_path / 'restored2.db'}"
+    _restore(repo, target2, s3.uri("moved"))
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=s3.bucket, Prefix="moved/")["Contents"]}
+    assert keys == {"moved/" + k[len("mlartifacts/"):] for k in payloads}
+    big = client.get_object(Bucket=s3.bucket, Key="moved/1/run0/artifacts/big.bin")["Body"].read()
+    assert big == payloads["mlartifacts/1/run0/artifacts/big.bin"]
+
 
 def test_restored_database_and_artifacts_read_back_through_mlflow(tmp_path):
     pytest.importorskip("mlflow")

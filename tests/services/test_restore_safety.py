@@ -109,3 +109,6 @@ def test_encrypted_repository_restores_with_its_key_and_wrong_key_restores_nothi
     key_file.write_text("correct horse battery staple\n")
     _restore(repo, f"sqlite:///{target}", tmp_path / "d", key_file=str(key_file))
     assert all_rows(f"sqlite:///{target}") == all_rows(source_url)
+    from trackops.services import verify
+
+    assert verify.verify(Settings(), repository=str(repo), read_data=True, key_file=str(key_file)).ok
