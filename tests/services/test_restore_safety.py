@@ -112,3 +112,16 @@ def test_encrypted_repository_restores_with_its_key_and_wrong_key_restores_nothi
     from trackops.services import verify
 
     assert verify.verify(Settings(), repository=str(repo), read_data=True, key_file=str(key_file)).ok
+
+
+def test_tables_and_columns_the_revision_lacks_are_reported_not_lost_silently(tmp_path):
+    source_url, _ = fixture_copy("mlflow-2.12.2", tmp_path / "src")
+    engine = sa.create_engine(source_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN team_note VARCHAR(20)")
+        conn.exec_driver_sql("CREATE TABLE site_notes (id INTEGER PRIMARY KEY, note TEXT)")
+    engine.dispose()
+    repo = tmp_path / "repo"
+    backup.backup(Settings(backend_store_uri=source_url, artifacts_destination=str(tmp_path / "d")), to=str(repo))
+    report = _restore(repo, f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "d")
+    assert report.skipped_tables == ["site_notes"] and report.skipped_columns == ["runs.team_note"]

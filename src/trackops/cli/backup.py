@@ -256,6 +256,9 @@ def restore(
     if plan.upgrade_to:
         console.print(f"  schema {'would be' if dry_run else ''} upgraded to {plan.upgrade_to}".replace("  ", " "),
                       markup=False)
+    if report.skipped_tables or report.skipped_columns:
+        console.print("  warning: not in the schema at this revision, so not restored: "
+                      + ", ".join(report.skipped_tables + report.skipped_columns), markup=False, soft_wrap=True)
     if data["artifacts"]["missing_in_snapshot"]:
         console.print(f"  warning: {data['artifacts']['missing_in_snapshot']} referenced files were already "
                       "missing when the snapshot was taken", markup=False)

@@ -116,11 +116,14 @@ class RestoreReport:
     files: int = 0
     bytes: int = 0
     skipped_tables: list[str] = dataclasses.field(default_factory=list)
+    skipped_columns: list[str] = dataclasses.field(default_factory=list)
+    """Dumped tables and columns the schema at the snapshot's revision does not have (drift in the source)."""
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {**self.plan.to_json(), "dry_run": self.dry_run, "restored": {
-            "tables": self.tables, "files": self.files, "bytes": self.bytes, "skipped_tables": self.skipped_tables},
+            "tables": self.tables, "files": self.files, "bytes": self.bytes, "skipped_tables": self.skipped_tables,
+            "skipped_columns": self.skipped_columns},
             "seconds": round(self.seconds, 3)}
 
 
@@ -375,6 +378,7 @@ def _load_table(conn: sa.Connection, repo: Repository, plan: RestorePlan, report
     reader = dump.DumpReader(_checked_object(repo, entry["object"], f"table {name} dump"))
     writable = {c.name: c for c in target.columns if c.computed is None}
     keep = [i for i, col in enumerate(reader.columns) if col in writable]
+    report.skipped_columns.extend(f"{name}.{col}" for col in reader.columns if col not in writable)
     names = [reader.columns[i] for i in keep]
     dialect = conn.dialect.name
     convert = []
