@@ -278,6 +278,12 @@ def _target_connection(url: URL, plan: RestorePlan) -> Iterator[sa.Connection]:
         for suffix in ("-wal", "-shm", "-journal"):
             target.with_name(target.name + suffix).unlink(missing_ok=True)
         os.replace(temp, target)
+        with suppress(OSError):  # make the rename durable where the filesystem allows it
+            fd = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         return
     engine = create_engine(url, poolclass=sa.pool.NullPool)
     try:
