@@ -111,8 +111,11 @@ class Repository:
             yield key.rsplit("/", 1)[-1], size
 
     def has_object(self, object_id: str) -> bool:
-        if self._known is not None and object_id in self._known:
-            return True
+        """Whether the object is stored. Once `known_objects` has listed the repository, the listing
+        (kept current by this process's writes) is trusted: an object another writer adds meanwhile is
+        at worst written again, with the same content, by an atomic rename."""
+        if self._known is not None:
+            return object_id in self._known
         return self.backend.exists(object_key(object_id))
 
     def writer(self) -> ObjectWriter:
@@ -124,6 +127,15 @@ class Repository:
             for chunk in chunks:
                 w.write(chunk)
             return w.finish()
+
+    def put_bytes_object(self, data: bytes) -> tuple[str, int, bool]:
+        """Store a small object held in memory: hashed first, so a known one is not written at all."""
+        hasher = crypto.new_hasher(self.keys)
+        hasher.update(data)
+        object_id = hasher.hexdigest()
+        if self.has_object(object_id):
+            return object_id, len(data), False
+        return self.put_chunks([data])
 
     def put_local_file(self, path: str | os.PathLike) -> tuple[str, int, bool] | None:
         """Store a local file by an in-kernel copy, then hash the copy; None when this repository can't.

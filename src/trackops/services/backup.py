@@ -20,6 +20,7 @@ import concurrent.futures
 import dataclasses
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -50,6 +51,7 @@ ARTIFACT_COLUMNS: tuple[tuple[str, str, tuple[str, str] | None], ...] = (
     ("trace_tags", "value", ("key", "mlflow.artifactLocation")),
 )
 COPY_THREADS = 4
+SMALL_FILE = 1024 * 1024  # local files up to this size are read whole, hashed, and written only if new
 SKIPPED_SCHEMES = ("models:", "runs:")
 
 
@@ -365,7 +367,11 @@ def _copy_artifacts(repo: Repository, uris: list[str], destination: str | None,
             fast = _local_file(source, entry.path)
             if fast is not None:
                 try:
-                    stored = repo.put_local_file(fast)
+                    if (entry.size or 0) <= SMALL_FILE:
+                        with open(fast, "rb") as handle:
+                            stored = repo.put_bytes_object(handle.read())
+                    else:
+                        stored = repo.put_local_file(fast)
                 except FileNotFoundError:
                     raise ArtifactNotFound(entry.path) from None
                 if stored is not None:
@@ -398,12 +404,18 @@ def _copy_artifacts(repo: Repository, uris: list[str], destination: str | None,
 
 
 def _local_file(source: ArtifactRepository, path: str) -> str | None:
-    """The filesystem path of a file in a local artifact folder, if it stays inside the folder."""
+    """The filesystem path of a regular file in a local artifact folder; None for anything else.
+
+    `walk` never descends into linked folders, so a regular file (not a link) it yields is inside
+    the folder; a linked file takes the general path, whose `open` checks where the link leads.
+    """
     if not isinstance(source, LocalArtifactRepository):
         return None
     full = os.path.join(source.root, path)
-    real, root = os.path.realpath(full), os.path.realpath(source.root)
-    return full if real.startswith(root.rstrip(os.sep) + os.sep) else None
+    try:
+        return full if stat.S_ISREG(os.lstat(full).st_mode) else None
+    except OSError:
+        return None
 
 
 def _gone_since(previous: dict[tuple[str, str], tuple[int, float | None, str]], entries: list[IndexEntry],
