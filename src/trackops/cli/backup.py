@@ -10,7 +10,7 @@ from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progre
 
 from trackops.cli.common import (EXIT_CODES_EPILOG, ArtifactsDestination, BackendStoreUri, JsonOutput, console,
                                  print_json, settings_from)
-from trackops.errors import CheckFailedError
+from trackops.errors import CheckFailedError, UsageError
 from trackops.services import backup as backup_service
 from trackops.services import forget as forget_service
 from trackops.services import restore as restore_service
@@ -284,8 +284,6 @@ def verify(
       trackops verify latest --read-data --json
     """
     if all_ and snapshot:
-        from trackops.errors import UsageError
-
         raise UsageError("give a SNAPSHOT or --all, not both")
     bars = Bars(not json_output)
     try:
