@@ -50,7 +50,10 @@ ARTIFACT_COLUMNS: tuple[tuple[str, str, tuple[str, str] | None], ...] = (
     ("model_versions", "storage_location", None),
     ("trace_tags", "value", ("key", "mlflow.artifactLocation")),
 )
-COPY_THREADS = 4
+# Local to local, copies are bound by the CPU (sha256) and the filesystem: one thread per core.
+# Where S3 is on either side each request waits on the network: more in flight.
+COPY_THREADS_LOCAL = max(2, os.cpu_count() or 2)
+COPY_THREADS_REMOTE = 8
 SMALL_FILE = 1024 * 1024  # local files up to this size are read whole, hashed, and written only if new
 SKIPPED_SCHEMES = ("models:", "runs:")
 
@@ -387,7 +390,9 @@ def _copy_artifacts(repo: Repository, uris: list[str], destination: str | None,
         emit(ProgressEvent("artifacts", "advance", amount=size, item=entry.path))
         return IndexEntry(number, entry.path, object_id, size, entry.modified), new, ""
 
-    with concurrent.futures.ThreadPoolExecutor(COPY_THREADS) as pool:
+    all_local = repo.backend.local and all(isinstance(src, LocalArtifactRepository) for _loc, src in located)
+    threads = COPY_THREADS_LOCAL if all_local else COPY_THREADS_REMOTE
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         for done, new, missing in pool.map(copy, todo):
             if done is None:
                 report.missing.append(missing)
