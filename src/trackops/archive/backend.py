@@ -77,6 +77,7 @@ class LocalBackend(Backend):
         self._files = LocalArtifactRepository(self.root)
         self._temp_ready = False
         self._made: set[str] = set()
+        self._unsynced = False
 
     def put_file(self, key: str, path: Path | str) -> None:
         target = os.path.join(self._root, key)
@@ -85,6 +86,7 @@ class LocalBackend(Backend):
             os.makedirs(folder, exist_ok=True)
             self._made.add(folder)
         os.replace(path, target)
+        self._unsynced = True
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._files.write(key, data)  # temp, fsync, rename
@@ -137,9 +139,11 @@ class LocalBackend(Backend):
 
     def sync(self) -> None:
         # Objects are not fsynced one by one (that would cost far more than cp -r); one sync of the
-        # filesystem before the manifest makes them durable before anything references them.
-        if hasattr(os, "sync"):
+        # filesystem before the manifest makes them durable before anything references them (none
+        # needed when this process stored no new object: an unchanged backup).
+        if self._unsynced and hasattr(os, "sync"):
             os.sync()
+            self._unsynced = False
 
 
 class RemoteBackend(Backend):
