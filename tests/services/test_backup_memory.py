@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
 
+import pytest
 import sqlalchemy as sa
 
 ROWS = 1_000_000
 
 PROGRAM = textwrap.dedent("""
-    import json, resource, sys
+    import json, sys
     from trackops.config import Settings
     from trackops.services import backup, restore
     source, repo, target, dest = sys.argv[1:5]
     b = backup.backup(Settings(backend_store_uri=source, artifacts_destination=dest), to=repo)
     r = restore.restore(Settings(), snapshot="latest", repository=repo, to_backend_store_uri=target,
                         to_artifacts_destination=dest)
+    # VmHWM is this program's own peak: ru_maxrss would also count the forking pytest process.
+    peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
     print(json.dumps({"rows": b.to_json()["rows"], "restored": sum(t["rows"] for t in r.tables),
-                      "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                      "peak_kib": peak}))
 """)
 
 
 def test_million_metric_rows_back_up_and_restore_with_bounded_memory(sqlite_head_url, tmp_path):
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs Linux's /proc to read the peak memory of the child")
     engine = sa.create_engine(sqlite_head_url)
     with engine.begin() as conn:
         conn.exec_driver_sql("INSERT INTO experiments (experiment_id, name, lifecycle_stage, workspace) "
@@ -48,4 +54,4 @@ def test_million_metric_rows_back_up_and_restore_with_bounded_memory(sqlite_head
         assert conn.exec_driver_sql("SELECT sum(value), sum(step), count(*) FROM metrics").one() == checksum
     engine.dispose()
     # The interpreter, SQLAlchemy and alembic take ~90 MiB; 1M rows held in memory would take far more.
-    assert result["maxrss_kib"] < 160 * 1024, result
+    assert result["peak_kib"] < 160 * 1024, result
