@@ -78,13 +78,14 @@ def test_restore_onto_postgres_continues_ids_after_the_restored_ones(postgres_ur
     assert new_id == 4 and revision == "dc11669786a5"
 
 
-def test_restore_of_id_zero_on_mariadb_keeps_experiment_zero(mysql_url, tmp_path):
+def test_restore_onto_mariadb_keeps_experiment_zero_and_upgrades_to_head(mysql_url, tmp_path):
     source_url, _ = fixture_copy("mlflow-2.22.5", tmp_path / "src")
     repo = tmp_path / "repo"
     backup.backup(_settings(source_url, str(tmp_path / "dest")), to=str(repo))
-    _restore(repo, mysql_url, tmp_path / "dest")
-    ids = sorted(r[0][1] for r in all_rows(mysql_url)["experiments"])
-    assert ids == [0, 1, 2, 3]
+    _restore(repo, mysql_url, tmp_path / "dest", upgrade=True)
+    rows = all_rows(mysql_url)
+    assert sorted(r[0][1] for r in rows["experiments"]) == [0, 1, 2, 3]
+    assert rows["alembic_version"] == [(("version_num", "dc11669786a5"),)] and len(rows["metrics"]) == 68
 
 
 def test_s3_repository_and_s3_artifacts_round_trip_with_mlflow_artifacts_uris(s3, sqlite_head_url, tmp_path):
