@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import sqlalchemy as sa
 
 from tests.db.oracle import engine_for, snapshot_of, two_databases
 from trackops.db.introspect import diff, normalise_sql, snapshot

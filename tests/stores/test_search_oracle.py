@@ -7,7 +7,6 @@ import os
 import random
 
 import pytest
-import sqlalchemy as sa
 
 from trackops.db.engine import create_engine
 from trackops.stores.search import model_versions_query, registered_models_query, runs_query

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,7 +42,7 @@ from trackops.errors import InvalidParameterValue, ResourceDoesNotExist
 from trackops.stores import experiments, search
 from trackops.stores.names import random_run_name
 from trackops.stores.rows import chunks
-from trackops.stores.sql import insert_ignoring_duplicates, upsert
+from trackops.stores.sql import TransactionScopes, insert_ignoring_duplicates, upsert
 from trackops.stores.uris import append_to_uri_path
 
 MODELS_FOLDER = "models"
@@ -147,24 +146,11 @@ def load_logged_models(conn: sa.Connection, model_ids: Sequence[str]) -> list[Lo
         for i in ids if (r := rows.get(i)) is not None]
 
 
-class LoggedModelStore:
+class LoggedModelStore(TransactionScopes):
     """MLflow's logged-model API over a head-schema database."""
 
     def __init__(self, engine: sa.Engine):
         self.engine = engine
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except sa.exc.DataError:
-            raise InvalidParameterValue("A value is longer than the database column that stores it allows.") from None
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        with self.engine.connect() as conn:
-            yield conn
 
     @staticmethod
     def _row(conn: sa.Connection, model_id: str, *, lock: bool = False):

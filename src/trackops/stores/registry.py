@@ -17,10 +17,9 @@ Errors carry MLflow's codes: a missing model or version is `ResourceDoesNotExist
 
 from __future__ import annotations
 
-import contextlib
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 
@@ -55,7 +54,7 @@ from trackops.stores.registry_rows import (
     validate_tag_key,
     validate_version_tag,
 )
-from trackops.stores.sql import upsert
+from trackops.stores.sql import TransactionScopes, upsert
 
 IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
 REDACTED_SOURCE = "REDACTED-SOURCE-PATH"
@@ -76,25 +75,11 @@ def _version_missing(name: str, version: int | str) -> ResourceDoesNotExist:
     return ResourceDoesNotExist(f"Model Version (name={name}, version={version}) not found")
 
 
-class RegistryStore:
+class RegistryStore(TransactionScopes):
     """MLflow's model-registry store API over a head-schema database (workspace 'default')."""
 
     def __init__(self, engine: sa.Engine):
         self.engine = engine
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except sa.exc.DataError:
-            # PostgreSQL and MySQL refuse values longer than their column; say so without the SQL.
-            raise InvalidParameterValue("A value is longer than the database column that stores it allows.") from None
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        with self.engine.connect() as conn:
-            yield conn
 
     # --- lookups shared by the methods ---------------------------------------------------------
 

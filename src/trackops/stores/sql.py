@@ -14,10 +14,13 @@ Values must already be plain Python values of the column types (str, int, float,
 
 from __future__ import annotations
 
+import contextlib
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
+
+from trackops.errors import InvalidParameterValue
 
 _PG_ARRAY_TYPES = ((sa.Boolean, "bool"), (sa.BigInteger, "int8"), (sa.Integer, "int4"), (sa.Float, "float8"),
                    (sa.String, "text"), (sa.Text, "text"))
@@ -81,3 +84,23 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], update: S
         keys = ", ".join(q(conn, n) for n in _pk_names(table))
         sets = ", ".join(f"{q(conn, c)} = excluded.{q(conn, c)}" for c in update)
         _run(conn, table, rows, f"ON CONFLICT ({keys}) DO UPDATE SET {sets}")
+
+
+class TransactionScopes:
+    """A store's two ways into the database: `_write` (one transaction) and `_read`."""
+
+    engine: sa.Engine
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.DataError:
+            # PostgreSQL and MySQL refuse values longer than their column; say so without the SQL.
+            raise InvalidParameterValue("A value is longer than the database column that stores it allows.") from None
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            yield conn
