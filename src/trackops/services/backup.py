@@ -236,12 +236,33 @@ def _has_version_table(conn: sa.Connection) -> bool:
 
 
 def backed_up_tables(conn: sa.Connection) -> list[sa.Table]:
-    """The live schema's tables in foreign-key order, trackops' own tables left out."""
-    metadata = sa.MetaData()
-    names = [t for t in sa.inspect(conn).get_table_names() if not t.startswith("trackops_")]
-    metadata.reflect(bind=conn, only=names)
+    """The live schema's tables in foreign-key order, trackops' own tables left out.
+
+    Only what a dump needs is reflected (columns with their types and generation, primary keys,
+    foreign keys for the order), in one multi-table call each: indexes and constraints would cost
+    more than dumping an unchanged database.
+    """
     import warnings
 
+    inspector = sa.inspect(conn)
+    names = [t for t in inspector.get_table_names() if not t.startswith("trackops_")]
+    if not names:
+        return []
+    columns = inspector.get_multi_columns(filter_names=names)
+    primary = inspector.get_multi_pk_constraint(filter_names=names)
+    foreign = inspector.get_multi_foreign_keys(filter_names=names)
+    metadata = sa.MetaData()
+    for (schema, name), cols in columns.items():
+        pk = (primary.get((schema, name)) or {}).get("constrained_columns") or []
+        table = sa.Table(name, metadata, *[
+            sa.Column(c["name"], c["type"], sa.Computed(c["computed"]["sqltext"]))
+            if c.get("computed") else sa.Column(c["name"], c["type"]) for c in cols])
+        if pk:  # in the key's own column order, so that ORDER BY walks the primary-key index
+            table.append_constraint(sa.PrimaryKeyConstraint(*pk))
+        for fk in foreign.get((schema, name), []):
+            if fk["referred_table"] in names and fk["referred_table"] != name:
+                table.append_constraint(sa.ForeignKeyConstraint(
+                    fk["constrained_columns"], [f"{fk['referred_table']}.{c}" for c in fk["referred_columns"]]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sa.exc.SAWarning)  # cycles are fine: loads defer or disable checks
         return list(metadata.sorted_tables)
