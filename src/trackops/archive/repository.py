@@ -121,9 +121,13 @@ class Repository:
     def writer(self) -> ObjectWriter:
         return ObjectWriter(self)
 
+    def spool(self, limit: int = 8 * 1024 * 1024) -> Spool:
+        """A writer that keeps small content in memory (hashed before any write) and spills past `limit`."""
+        return Spool(self, limit)
+
     def put_chunks(self, chunks: Iterable[bytes]) -> tuple[str, int, bool]:
         """Store the content from `chunks`; (id, size, whether it was new)."""
-        with self.writer() as w:
+        with self.spool() as w:
             for chunk in chunks:
                 w.write(chunk)
             return w.finish()
@@ -135,7 +139,9 @@ class Repository:
         object_id = hasher.hexdigest()
         if self.has_object(object_id):
             return object_id, len(data), False
-        return self.put_chunks([data])
+        with self.writer() as w:
+            w.write(data)
+            return w.finish()
 
     def put_local_file(self, path: str | os.PathLike) -> tuple[str, int, bool] | None:
         """Store a local file by an in-kernel copy, then hash the copy; None when this repository can't.
@@ -296,6 +302,44 @@ class ObjectWriter:
     def __exit__(self, exc_type, *_exc) -> None:
         if exc_type is not None:
             self.abort()
+
+
+class Spool:
+    """Object content collected in memory up to a limit, then continued in an `ObjectWriter`.
+
+    Most table dumps and indexes are small and unchanged between backups: hashing them in memory means
+    an unchanged one costs no file at all.
+    """
+
+    def __init__(self, repo: Repository, limit: int):
+        self.repo, self.limit = repo, limit
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.writer: ObjectWriter | None = None
+
+    def write(self, chunk: bytes) -> None:
+        if self.writer is not None:
+            self.writer.write(chunk)
+            return
+        self.parts.append(chunk)
+        self.size += len(chunk)
+        if self.size > self.limit:
+            self.writer = self.repo.writer()
+            for part in self.parts:
+                self.writer.write(part)
+            self.parts = []
+
+    def finish(self) -> tuple[str, int, bool]:
+        if self.writer is not None:
+            return self.writer.finish()
+        return self.repo.put_bytes_object(b"".join(self.parts))
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, exc_type, *_exc) -> None:
+        if exc_type is not None and self.writer is not None:
+            self.writer.abort()
 
 
 def sha256_hex(data: bytes) -> str:

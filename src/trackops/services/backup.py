@@ -273,7 +273,7 @@ def _dump_tables(conn: sa.Connection, repo: Repository, tables: list[sa.Table], 
     emit(ProgressEvent("tables", "start", total=len(tables)))
     out = []
     for table in tables:
-        with repo.writer() as writer:
+        with repo.spool() as writer:
             result = dump.dump_table(conn, table, writer.write)
             object_id, object_size, new = writer.finish()
         report.objects_new += new
