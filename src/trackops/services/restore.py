@@ -41,7 +41,7 @@ from trackops.artifacts.registry import local_path, scheme_of
 from trackops.config import Settings
 from trackops.db import revisions
 from trackops.db.engine import connect_errors, create_engine, hide_password, parse_url, sqlite_path
-from trackops.errors import CheckFailedError, DatabaseError, NotFoundError, TrackopsError, UsageError
+from trackops.errors import CheckFailedError, DatabaseError, NotFoundError, UsageError
 from trackops.services.backup import ARTIFACT_COLUMNS, ProgressEvent, repository_uri
 from trackops.services.locking import MAINTENANCE_LOCK, hold_lock
 
