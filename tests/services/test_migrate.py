@@ -416,7 +416,7 @@ def test_an_upgrade_killed_half_way_can_be_run_again_to_the_correct_schema(reque
     url = request.getfixturevalue(server)
     migrate.upgrade(settings(url), to="1.30.1")
     trackops = Path(sys.executable).parent / "trackops"
-    proc = subprocess.Popen([str(trackops), "db", "upgrade", "--yes", "--backend-store-uri", url],
+    proc = subprocess.Popen([str(trackops), "db", "upgrade", "--yes", "--no-backup", "--backend-store-uri", url],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         steps_seen = 0

@@ -68,7 +68,12 @@ def set_(
 
 
 def list_(key_file: KeyFile = None, backend_store_uri: BackendStoreUri = None, json_output: JsonOutput = False) -> int:
-    """List secrets: name, the id of the key that wraps it, when it was set (never values)."""
+    """List secrets: name, the id of the key that wraps it, when it was set (never values).
+
+    Example:
+
+      trackops secrets list --key-file /etc/trackops/kek
+    """
     with _open(backend_store_uri, key_file, require_key=False) as store:
         found = store.list()
     if json_output:
@@ -80,7 +85,12 @@ def list_(key_file: KeyFile = None, backend_store_uri: BackendStoreUri = None, j
 
 
 def delete(name: Name, backend_store_uri: BackendStoreUri = None) -> int:
-    """Delete a secret."""
+    """Delete a secret.
+
+    Example:
+
+      trackops secrets delete s3-artifacts
+    """
     with _open(backend_store_uri, None, require_key=False) as store:
         store.delete(name)
     console.print(f"Deleted secret {name!r}.", markup=False)
@@ -100,6 +110,10 @@ def rotate_key(
     reading when they hold both keys (new in TRACKOPS_SECRETS_KEK, old in TRACKOPS_SECRETS_KEK_PREVIOUS).
     Every secret is opened with the current key first: with a wrong key nothing changes (exit 12).
     See docs/secrets.md for the whole procedure.
+
+    Example:
+
+      trackops secrets rotate-key --key-file /etc/trackops/kek --new-key-file /etc/trackops/kek.new
     """
     from trackops.secrets.crypto import load_new_key
 

@@ -91,7 +91,12 @@ def create(
 
 
 def list_(backend_store_uri: BackendStoreUri = None, json_output: JsonOutput = False) -> int:
-    """List users: name, administrator or not, number of API tokens."""
+    """List users: name, administrator or not, number of API tokens.
+
+    Example:
+
+      trackops users list --json
+    """
     with _store(backend_store_uri) as store:
         users = store.list_users()
     if json_output:
@@ -105,7 +110,12 @@ def list_(backend_store_uri: BackendStoreUri = None, json_output: JsonOutput = F
 
 
 def delete(username: Username, yes: Yes = False, backend_store_uri: BackendStoreUri = None) -> int:
-    """Delete a user with their tokens and permissions (every server worker stops accepting them within 1 s)."""
+    """Delete a user with their tokens and permissions (every server worker stops accepting them within 1 s).
+
+    Example:
+
+      trackops users delete alice --yes
+    """
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError(f"deleting user {username!r} needs confirmation, and there is no terminal to ask on",
@@ -121,7 +131,12 @@ def delete(username: Username, yes: Yes = False, backend_store_uri: BackendStore
 
 def set_password(username: Username, password_stdin: PasswordStdin = False,
                  backend_store_uri: BackendStoreUri = None) -> int:
-    """Set a user's password (prompted, or from stdin); the old one stops working within 1 s."""
+    """Set a user's password (prompted, or from stdin); the old one stops working within 1 s.
+
+    Example:
+
+      printf '%s\n' "$NEW_PASSWORD" | trackops users set-password alice --password-stdin
+    """
     password = _password(password_stdin)
     with _store(backend_store_uri) as store:
         store.set_password(username, password)
@@ -159,7 +174,12 @@ def grant(
 
 def revoke(username: Username, experiment: Experiment = None, registered_model: RegisteredModel = None,
            backend_store_uri: BackendStoreUri = None) -> int:
-    """Remove a user's permission on one resource (they fall back to the server's default permission)."""
+    """Remove a user's permission on one resource (they fall back to the server's default permission).
+
+    Example:
+
+      trackops users revoke alice --experiment 12
+    """
     kind, resource = _resource(experiment, registered_model)
     with _store(backend_store_uri) as store:
         store.revoke(username, kind, resource)
@@ -169,7 +189,12 @@ def revoke(username: Username, experiment: Experiment = None, registered_model: 
 
 def permissions(username: Annotated[str | None, typer.Argument(metavar="[USERNAME]", help="Only this user.")] = None,
                 backend_store_uri: BackendStoreUri = None, json_output: JsonOutput = False) -> int:
-    """List explicit permissions (everything else gets the server's --default-permission)."""
+    """List explicit permissions (everything else gets the server's --default-permission).
+
+    Example:
+
+      trackops users permissions alice
+    """
     with _store(backend_store_uri) as store:
         grants = store.list_grants(username)
     if json_output:
@@ -242,7 +267,12 @@ def token_create(
 
 def token_list(username: Annotated[str | None, typer.Argument(metavar="[USERNAME]", help="Only this user.")] = None,
                backend_store_uri: BackendStoreUri = None, json_output: JsonOutput = False) -> int:
-    """List API tokens (ids, names, expiry; never the tokens)."""
+    """List API tokens (ids, names, expiry; never the tokens).
+
+    Example:
+
+      trackops users tokens list alice
+    """
     with _store(backend_store_uri) as store:
         tokens = store.list_tokens(username)
     if json_output:
@@ -255,7 +285,12 @@ def token_list(username: Annotated[str | None, typer.Argument(metavar="[USERNAME
 
 def token_revoke(token_id: Annotated[str, typer.Argument(metavar="TOKEN_ID", help="The id from tokens list.")],
                  backend_store_uri: BackendStoreUri = None) -> int:
-    """Revoke an API token (every server worker refuses it within 1 s)."""
+    """Revoke an API token (every server worker refuses it within 1 s).
+
+    Example:
+
+      trackops users tokens revoke 3
+    """
     with _store(backend_store_uri) as store:
         store.revoke_token(token_id)
     console.print(f"Revoked token {token_id}.", markup=False)
