@@ -123,3 +123,21 @@ def count_checks_on(table: str, column: str) -> int:
 def drop_constraint_if_present(name: str, table: str, type_: str) -> None:
     if offline() or has_constraint(table, name):
         op.drop_constraint(name, table, type_=type_)
+
+
+def column_length(table: str, column: str) -> int | None:
+    """The declared length of a string column, or None (no such column, or no length)."""
+    for col in _inspector().get_columns(table):
+        if col["name"] == column:
+            return getattr(col["type"], "length", None)
+    return None
+
+
+def widen_string(table: str, column: str, old: int, new: int, *, nullable: bool) -> None:
+    """VARCHAR(old) → VARCHAR(new), skipped when already done (on SQLite batch mode rebuilds the table)."""
+    if not offline() and column_length(table, column) == new:
+        return
+    with op.batch_alter_table(table) as batch:
+        # MySQL's MODIFY restates the whole column, so the existing nullability must be given.
+        batch.alter_column(column, existing_type=sa.String(old), type_=sa.String(new),
+                           existing_nullable=nullable, existing_server_default=None)
