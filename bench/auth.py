@@ -26,7 +26,6 @@ import argparse
 import base64
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,42 +34,13 @@ import time
 from pathlib import Path
 
 import requests
+from servers import free_port, start, stop
 import sqlalchemy as sa
 
 BIN = Path(sys.executable).parent
 API = "/api/2.0/mlflow"
 ADMIN_PW = "bench-admin-password-1"
 USER_PW = "bench-user-password-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(argv: list[str], cwd: Path, env: dict[str, str], url: str) -> subprocess.Popen:
-    proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"{argv[0]} {' '.join(argv[1:3])} exited with {proc.returncode}")
-        try:
-            if requests.get(url + "/health", timeout=1).status_code == 200:
-                return proc
-        except requests.RequestException:
-            time.sleep(0.2)
-    proc.kill()
-    sys.exit(f"{argv[0]} did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, 15)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -121,7 +91,7 @@ def main() -> None:
         env = {"TRACKOPS_ADMIN_USERNAME": "admin", "TRACKOPS_ADMIN_PASSWORD": ADMIN_PW}
         trackops = str(BIN / "trackops")
         procs.append(start([trackops, "serve", "--auth", "--backend-store-uri", url_db, "--port", str(auth_port)],
-                           work, env, auth_url))
+                           work, auth_url, env=env))
         admin = basic("admin", ADMIN_PW)
         run_id = seed(auth_url, admin)
         requests.post(auth_url + API + "/users/create", headers=admin,
@@ -129,7 +99,7 @@ def main() -> None:
         token = subprocess.run([trackops, "users", "tokens", "create", "user", "--name", "bench",
                                 "--backend-store-uri", url_db], capture_output=True, text=True, check=True).stdout.strip()
         procs.append(start([trackops, "serve", "--backend-store-uri", url_db, "--port", str(plain_port)],
-                           work, {}, plain_url))
+                           work, plain_url))
 
         contenders = {"trackops": (plain_url, {}), "trackops --auth (basic)": (auth_url, basic("user", USER_PW)),
                       "trackops --auth (token)": (auth_url, {"Authorization": f"Bearer {token}"})}
@@ -160,9 +130,9 @@ def main() -> None:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             procs.append(start([str(BIN / "mlflow"), "server", "--app-name", "basic-auth", "--backend-store-uri",
-                                f"sqlite:///{work / 'mlflow-copy.db'}", "--port", str(port)], work,
-                               {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PW,
-                                "MLFLOW_FLASK_SERVER_SECRET_KEY": "bench-secret"}, url))
+                                f"sqlite:///{work / 'mlflow-copy.db'}", "--port", str(port)], work, url,
+                               env={"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PW,
+                                    "MLFLOW_FLASK_SERVER_SECRET_KEY": "bench-secret"}))
             requests.post(url + API + "/users/create", headers=admin,
                           json={"username": "user", "password": USER_PW}).raise_for_status()
             suffix = " (60 s cache)" if cached else ""

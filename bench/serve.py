@@ -28,8 +28,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,16 +36,11 @@ import uuid
 from pathlib import Path
 
 import requests
+from servers import free_port, start, stop
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
 API = "/api/2.0/mlflow"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tree_rss_mib(pid: int) -> float:
@@ -73,28 +66,6 @@ def tree_rss_mib(pid: int) -> float:
         except OSError:
             continue
     return total / 1024
-
-
-def start(argv: list[str], cwd: Path, url: str) -> subprocess.Popen:
-    proc = subprocess.Popen(argv, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/health", timeout=1).status_code == 200:
-                return proc
-        except requests.RequestException:
-            time.sleep(0.2)
-    proc.kill()
-    sys.exit(f"{argv[0]} did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, 15)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
 
 
 def post(session, url: str, path: str, body: dict) -> dict:
