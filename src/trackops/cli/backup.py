@@ -9,7 +9,7 @@ from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progre
                            TransferSpeedColumn)
 
 from trackops.cli.common import (EXIT_CODES_EPILOG, ArtifactsDestination, BackendStoreUri, JsonOutput, console,
-                                 print_json, settings_from)
+                                 human_size, print_json, settings_from)
 from trackops.errors import CheckFailedError, UsageError
 from trackops.services import backup as backup_service
 from trackops.services import forget as forget_service
@@ -71,14 +71,6 @@ class Bars:
             self.phase = None
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 @app.callback()
 def backup(
     ctx: typer.Context,
@@ -120,8 +112,8 @@ def backup(
     console.print(f"Snapshot {report.snapshot} saved in {report.repository}", markup=False, soft_wrap=True)
     console.print(f"  database   {report.database} at {report.revision or 'no revision'}: {len(report.tables)} "
                   f"tables, {rows} rows ({report.database_seconds:.2f}s)", markup=False, soft_wrap=True)
-    console.print(f"  artifacts  {report.files} files, {_size(report.bytes)}; stored {report.files_stored} new "
-                  f"({_size(report.bytes_stored)}), {report.files_unchanged} unchanged "
+    console.print(f"  artifacts  {report.files} files, {human_size(report.bytes)}; stored {report.files_stored} new "
+                  f"({human_size(report.bytes_stored)}), {report.files_unchanged} unchanged "
                   f"({report.artifact_seconds:.2f}s)", markup=False)
     if report.missing:
         console.print(f"  warning: {len(report.missing)} referenced files disappeared before they were copied, "
@@ -151,7 +143,7 @@ def list_(repo: Repo = None, key_file: KeyFile = None, json_output: JsonOutput =
     for s in snapshots:
         note = f"  ({s.missing} missing files)" if s.missing else ""
         typer.echo(f"{s.id}  {s.created[:19].replace('T', ' ')}  {s.dialect:<10} {s.revision or '-':<12} "
-                   f"{s.rows:>10} rows  {s.files:>7} files  {_size(s.bytes):>10}  {s.database}{note}")
+                   f"{s.rows:>10} rows  {s.files:>7} files  {human_size(s.bytes):>10}  {s.database}{note}")
     return 0
 
 
@@ -196,7 +188,7 @@ def forget(
         console.print(f"  - {s.id}", markup=False)
     if prune:
         console.print(f"{'Would prune' if dry_run else 'Pruned'} {len(plan.prune_objects)} objects "
-                      f"({_size(sum(s for _o, s in plan.prune_objects))}).", markup=False)
+                      f"({human_size(sum(s for _o, s in plan.prune_objects))}).", markup=False)
     return 0
 
 
@@ -250,7 +242,7 @@ def restore(
     head = "Would restore" if dry_run else "Restored"
     console.print(f"{head} snapshot {plan.snapshot} ({data['source_dialect']}, revision {plan.revision}) into "
                   f"{plan.database}: {data['tables']} tables, {data['rows']} rows; {data['artifacts']['files']} "
-                  f"artifact files ({_size(data['artifacts']['bytes'])})", markup=False, soft_wrap=True)
+                  f"artifact files ({human_size(data['artifacts']['bytes'])})", markup=False, soft_wrap=True)
     for loc, dest in plan.locations:
         console.print(f"  {loc.uri} -> {dest}", markup=False, soft_wrap=True)
     if plan.upgrade_to:

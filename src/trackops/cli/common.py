@@ -8,8 +8,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from trackops.config import Settings, resolve_settings
+from trackops.errors import UsageError
 
 # Human output goes to stderr; stdout is reserved for --json and --sql.
 console = Console(stderr=True, highlight=False)
@@ -49,3 +51,43 @@ def settings_from(**flags: Any) -> Settings:
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()
+
+
+def human_size(n: float) -> str:
+    """Bytes as B, KiB, MiB, GiB or TiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover - the loop always returns
+
+
+def ask(question: str, *, refusal: str, hint: str) -> bool:
+    """Ask on the terminal; without one, refuse with a usage error (exit 2) rather than guess."""
+    if not sys.stdin.isatty():
+        raise UsageError(refusal, hint=hint)
+    return typer.confirm(question, default=False, err=True)
+
+
+class TransientBar:
+    """One Rich progress bar on stderr that a command's progress callback starts, advances and stops."""
+
+    def __init__(self) -> None:
+        self.bar: Progress | None = None
+        self.task = None
+
+    def start(self, description: str, total: int | None, *columns, **fields) -> None:
+        self.stop()
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), *columns, TimeElapsedColumn(),
+                            console=console, transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task(description, total=total, **fields)
+
+    def advance(self, amount: float = 1, **fields) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=amount, **fields)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None

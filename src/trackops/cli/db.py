@@ -6,10 +6,11 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import MofNCompleteColumn
 
-from trackops.cli.common import EXIT_CODES_EPILOG, BackendStoreUri, JsonOutput, console, print_json, settings_from
-from trackops.errors import CheckFailedError, UsageError
+from trackops.cli.common import (EXIT_CODES_EPILOG, BackendStoreUri, JsonOutput, TransientBar, ask, console, print_json,
+                                 settings_from)
+from trackops.errors import CheckFailedError
 from trackops.services import migrate
 
 app = typer.Typer(
@@ -28,30 +29,18 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmat
 Check = Annotated[bool, typer.Option("--check", help="Exit 4 when the database is not at head.")]
 
 
-class _ProgressBar:
-    """Rich progress on stderr: one bar over the steps, one line per applied step with its time."""
-
-    def __init__(self) -> None:
-        self.bar: Progress | None = None
-        self.task = None
+class _ProgressBar(TransientBar):
+    """One bar over the steps, one line per applied step with its time."""
 
     def __call__(self, event: migrate.ProgressEvent) -> None:
         if event.kind == "start":
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), console=console, transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("upgrading", total=event.total)
+            self.start("upgrading", event.total, MofNCompleteColumn())
         elif event.kind == "step" and self.bar is not None:
             self.bar.console.print(f"  {event.revision:<13} {event.seconds:7.3f}s  {event.purpose or ''}",
                                    markup=False, highlight=False, soft_wrap=True)
-            self.bar.update(self.task, advance=1)
+            self.advance()
         elif event.kind == "done":
             self.stop()
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
 
 
 def _confirm(yes: bool):
@@ -60,11 +49,10 @@ def _confirm(yes: bool):
             return True
         what = (f"Upgrade {plan.database} from {plan.current or 'the 0.9.1 baseline'} to {plan.target} "
                 f"({len(plan.steps)} revisions)?")
-        if not sys.stdin.isatty():
-            raise UsageError(f"{what[:-1]} needs confirmation, and there is no terminal to ask on",
-                             hint="back up the database, then add --yes")
-        console.print("Back up the database first (trackops backup, or your own dump).", markup=False)
-        return typer.confirm(what, default=False, err=True)
+        if sys.stdin.isatty():
+            console.print("Back up the database first (trackops backup, or your own dump).", markup=False)
+        return ask(what, refusal=f"{what[:-1]} needs confirmation, and there is no terminal to ask on",
+                   hint="back up the database, then add --yes")
     return confirm
 
 

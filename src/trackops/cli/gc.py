@@ -6,10 +6,11 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import MofNCompleteColumn, TextColumn
 from rich.table import Table
 
-from trackops.cli.common import ArtifactsDestination, BackendStoreUri, JsonOutput, console, print_json, settings_from
+from trackops.cli.common import (ArtifactsDestination, BackendStoreUri, JsonOutput, TransientBar, ask, console,
+                                 human_size, print_json, settings_from)
 from trackops.errors import PartialFailureError, UsageError
 from trackops.services import gc as gc_service
 
@@ -41,38 +42,16 @@ def _ids(text: str | None) -> list[str] | None:
     return ids
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
-class _Bar:
-    """A Rich progress bar over the items being deleted, on stderr."""
-
-    def __init__(self) -> None:
-        self.bar: Progress | None = None
-        self.task = None
+class _Bar(TransientBar):
+    """A bar over the items being deleted, with the files and bytes freed so far."""
 
     def __call__(self, event: gc_service.GcEvent) -> None:
         if event.kind == "start":
-            self.bar = Progress(TextColumn("deleting"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[freed]}"), TimeElapsedColumn(),
-                                console=console, transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("deleting", total=event.total, freed="")
-        elif event.kind == "advance" and self.bar is not None:
-            self.bar.update(self.task, advance=event.advance, freed=f"{event.files} files, {_size(event.bytes)}")
+            self.start("deleting", event.total, MofNCompleteColumn(), TextColumn("{task.fields[freed]}"), freed="")
+        elif event.kind == "advance":
+            self.advance(event.advance, freed=f"{event.files} files, {human_size(event.bytes)}")
         elif event.kind == "done":
             self.stop()
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
 
 
 def _render_plan(plan: gc_service.GcPlan) -> None:
@@ -87,10 +66,10 @@ def _render_plan(plan: gc_service.GcPlan) -> None:
         size = sum(t.bytes for t in item.artifacts)
         where = ", ".join(t.uri for t in item.artifacts) or (
             f"(in experiment {item.covered_by}'s folder)" if item.covered_by else "-")
-        table.add_row(item.kind, item.id, item.experiment_id or "-", str(files), _size(size), where)
+        table.add_row(item.kind, item.id, item.experiment_id or "-", str(files), human_size(size), where)
         shown += 1
     for target in plan.orphans[: max(0, 50 - shown)]:
-        table.add_row("orphan", "-", "-", str(target.files), _size(target.bytes), target.uri)
+        table.add_row("orphan", "-", "-", str(target.files), human_size(target.bytes), target.uri)
     console.print(table)
     total = sum(1 for _ in plan.items()) + len(plan.orphans)
     if total > 50:
@@ -105,7 +84,7 @@ def _render_plan(plan: gc_service.GcPlan) -> None:
     console.print(f"{len(plan.runs)} runs, {len(plan.logged_models)} logged models, {len(plan.traces)} traces, "
                   f"{len(plan.experiments)} experiments, {len(plan.orphans)} orphaned folders; "
                   f"{sum(v for k, v in plan.rows.items() if '(' not in k)} rows, {plan.files} files, "
-                  f"{_size(plan.bytes)}; {len(plan.held)} held.", markup=False, soft_wrap=True)
+                  f"{human_size(plan.bytes)}; {len(plan.held)} held.", markup=False, soft_wrap=True)
 
 
 def _confirm(yes: bool):
@@ -114,12 +93,11 @@ def _confirm(yes: bool):
             return True
         what = (f"Permanently delete {len(plan.runs)} runs, {len(plan.logged_models)} logged models, "
                 f"{len(plan.experiments)} experiments and {len(plan.orphans)} orphaned folders "
-                f"({plan.files} files, {_size(plan.bytes)})?")
-        if not sys.stdin.isatty():
-            raise UsageError("gc deletes data for good and needs confirmation, and there is no terminal to ask on",
-                             hint="look at the plan with --dry-run, then add --yes")
-        _render_plan(plan)
-        return typer.confirm(what, default=False, err=True)
+                f"({plan.files} files, {human_size(plan.bytes)})?")
+        if sys.stdin.isatty():
+            _render_plan(plan)
+        return ask(what, refusal="gc deletes data for good and needs confirmation, and there is no terminal to ask on",
+                   hint="look at the plan with --dry-run, then add --yes")
     return confirm
 
 
@@ -179,7 +157,7 @@ def gc(
         console.print(f"Deleted {d['runs']} runs, {d['logged_models']} logged models, {d['traces']} traces, "
                       f"{d['experiments']} experiments, {d['orphans']} orphaned folders: "
                       f"{sum(n for t, n in report.rows.items() if '(' not in t)} rows, {report.files} files, "
-                      f"{_size(report.bytes)} freed "
+                      f"{human_size(report.bytes)} freed "
                       f"in {report.seconds:.2f}s; {len(plan.held)} held.", markup=False, soft_wrap=True)
         for failure in report.failures:
             console.print(f"failed {failure.kind} {failure.id}: {failure.reason}", markup=False, soft_wrap=True)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from trackops.cli.common import EXIT_CODES_EPILOG, BackendStoreUri, JsonOutput, console, print_json, settings_from
+from trackops.cli.common import EXIT_CODES_EPILOG, BackendStoreUri, JsonOutput, ask, console, print_json, settings_from
 from trackops.errors import UsageError
 
 app = typer.Typer(
@@ -117,10 +117,9 @@ def delete(username: Username, yes: Yes = False, backend_store_uri: BackendStore
       trackops users delete alice --yes
     """
     if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError(f"deleting user {username!r} needs confirmation, and there is no terminal to ask on",
-                             hint="add --yes")
-        if not typer.confirm(f"Delete user {username!r}, their tokens and permissions?", default=False, err=True):
+        if not ask(f"Delete user {username!r}, their tokens and permissions?",
+                   refusal=f"deleting user {username!r} needs confirmation, and there is no terminal to ask on",
+                   hint="add --yes"):
             console.print("Nothing deleted.", markup=False)
             return 0
     with _store(backend_store_uri) as store:
