@@ -311,7 +311,7 @@ class Selection:
         return bool(self.run_ids or self.experiment_ids or self.logged_model_ids)
 
 
-def _age_hold(kind: str, stamp: int | None, cutoff: int | None, what: str) -> str | None:
+def _age_hold(stamp: int | None, cutoff: int | None, what: str) -> str | None:
     if cutoff is None:
         return None
     if stamp is None:
@@ -319,6 +319,15 @@ def _age_hold(kind: str, stamp: int | None, cutoff: int | None, what: str) -> st
     if stamp > cutoff:
         return f"{what} is newer than the cutoff"
     return None
+
+
+def _named_hold(row, stamp_field: str, cutoff: int | None, what: str) -> str | None:
+    """Why an item named on the command line is held (missing, not deleted, too young), or None."""
+    if row is None:
+        return "not found"
+    if row.lifecycle_stage != DELETED:
+        return f"not in the deleted stage ({row.lifecycle_stage})"
+    return _age_hold(getattr(row, stamp_field), cutoff, what)
 
 
 def build_plan(conn: sa.Connection, places: Places, selection: Selection, *, database: str,
@@ -344,9 +353,7 @@ def build_plan(conn: sa.Connection, places: Places, selection: Selection, *, dat
     if selection.experiment_ids:
         for eid in dict.fromkeys(str(e) for e in selection.experiment_ids):
             row = exp_rows.get(eid)
-            reason = ("not found" if row is None else
-                      f"not in the deleted stage ({row.lifecycle_stage})" if row.lifecycle_stage != DELETED else
-                      _age_hold("experiment", row.last_update_time, cutoff, "last_update_time"))
+            reason = _named_hold(row, "last_update_time", cutoff, "last_update_time")
             if reason:
                 plan.held.append(Held("experiment", eid, reason))
             else:
@@ -354,7 +361,7 @@ def build_plan(conn: sa.Connection, places: Places, selection: Selection, *, dat
     elif not selection.named:
         for eid, row in exp_rows.items():
             if row.lifecycle_stage == DELETED:
-                reason = _age_hold("experiment", row.last_update_time, cutoff, "last_update_time")
+                reason = _age_hold(row.last_update_time, cutoff, "last_update_time")
                 if reason:
                     plan.held.append(Held("experiment", eid, reason))
                 else:
@@ -373,9 +380,7 @@ def build_plan(conn: sa.Connection, places: Places, selection: Selection, *, dat
                 found[r.run_uuid] = r
         for rid in wanted:
             r = found.get(rid)
-            reason = ("not found" if r is None else
-                      f"not in the deleted stage ({r.lifecycle_stage})" if r.lifecycle_stage != DELETED else
-                      _age_hold("run", r.deleted_time, cutoff, "deleted_time"))
+            reason = _named_hold(r, "deleted_time", cutoff, "deleted_time")
             if reason:
                 plan.held.append(Held("run", rid, reason))
             else:
@@ -383,7 +388,7 @@ def build_plan(conn: sa.Connection, places: Places, selection: Selection, *, dat
                 standalone.append(rid)
     elif not selection.named:
         for r in conn.execute(sa.select(*cols).where(runs_t.c.lifecycle_stage == DELETED)):
-            reason = _age_hold("run", r.deleted_time, cutoff, "deleted_time")
+            reason = _age_hold(r.deleted_time, cutoff, "deleted_time")
             if reason:
                 if str(r.experiment_id) not in exp_candidates:
                     plan.held.append(Held("run", r.run_uuid, reason))
@@ -396,7 +401,7 @@ def build_plan(conn: sa.Connection, places: Places, selection: Selection, *, dat
         for r in conn.execute(sa.select(*cols).where(runs_t.c.experiment_id.in_([int(e) for e in part]))):
             run_info[r.run_uuid] = (str(r.experiment_id), r.artifact_uri, r.lifecycle_stage, r.deleted_time)
             members[str(r.experiment_id)].append(r.run_uuid)
-            if r.lifecycle_stage == DELETED and not _age_hold("run", r.deleted_time, cutoff, "deleted_time"):
+            if r.lifecycle_stage == DELETED and not _age_hold(r.deleted_time, cutoff, "deleted_time"):
                 qualifies.add(r.run_uuid)
 
     # 3. Candidate logged models, the same way.
@@ -406,12 +411,11 @@ def build_plan(conn: sa.Connection, places: Places, selection: Selection, *, dat
     lm_standalone: list[str] = []
     if selection.logged_model_ids:
         wanted = list(dict.fromkeys(selection.logged_model_ids))
-        found = {r.model_id: r for r in conn.execute(sa.select(*lm_cols).where(lms_t.c.model_id.in_(wanted)))}
+        found = {r.model_id: r for part in gc_rows.chunks(wanted)
+                 for r in conn.execute(sa.select(*lm_cols).where(lms_t.c.model_id.in_(part)))}
         for mid in wanted:
             r = found.get(mid)
-            reason = ("not found" if r is None else
-                      f"not in the deleted stage ({r.lifecycle_stage})" if r.lifecycle_stage != DELETED else
-                      _age_hold("logged_model", r.last_updated_timestamp_ms, cutoff, "last update time"))
+            reason = _named_hold(r, "last_updated_timestamp_ms", cutoff, "last update time")
             if reason:
                 plan.held.append(Held("logged_model", mid, reason))
             else:
@@ -421,7 +425,7 @@ def build_plan(conn: sa.Connection, places: Places, selection: Selection, *, dat
         for r in conn.execute(sa.select(*lm_cols).where(lms_t.c.lifecycle_stage == DELETED)):
             if str(r.experiment_id) in members:
                 continue
-            reason = _age_hold("logged_model", r.last_updated_timestamp_ms, cutoff, "last update time")
+            reason = _age_hold(r.last_updated_timestamp_ms, cutoff, "last update time")
             if reason:
                 plan.held.append(Held("logged_model", r.model_id, reason))
             else:
@@ -431,7 +435,7 @@ def build_plan(conn: sa.Connection, places: Places, selection: Selection, *, dat
     for part in gc_rows.chunks(exp_candidates):
         for r in conn.execute(sa.select(*lm_cols).where(lms_t.c.experiment_id.in_([int(e) for e in part]))):
             lm_info[r.model_id] = (str(r.experiment_id), r.artifact_location)
-            if r.lifecycle_stage == DELETED and not _age_hold("logged_model", r.last_updated_timestamp_ms,
+            if r.lifecycle_stage == DELETED and not _age_hold(r.last_updated_timestamp_ms,
                                                              cutoff, "last update time"):
                 lm_qualifies.add(r.model_id)
 
