@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
 import socket
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_ADMIN_URL = os.environ.get("TRACKOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MYSQL_ADMIN_URL = os.environ.get("TRACKOPS_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 DIALECTS = ("sqlite", "postgresql", "mysql")
+# Databases and artifact trees written by old MLflow releases (see tests/fixtures/README.md); copy before use.
+FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 

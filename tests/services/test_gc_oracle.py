@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import unavailable
 from trackops.config import Settings
 from trackops.services import migrate
 from trackops.services.gc import gc
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+from tests.conftest import FIXTURES
 PREFIX = "file:///srv/mlflow/artifacts/"
 REWRITE = (("experiments", "artifact_location"), ("runs", "artifact_uri"), ("model_versions", "source"),
            ("model_versions", "storage_location"), ("trace_tags", "value"))
@@ -23,8 +22,6 @@ REWRITE = (("experiments", "artifact_location"), ("runs", "artifact_uri"), ("mod
 def fixture_copy(name: str, tmp_path: Path) -> tuple[str, Path, dict]:
     """A copy of a fixture at head, its artifact URIs pointing at the copied folder."""
     source = FIXTURES / name
-    if not source.exists():
-        unavailable(f"fixture {source}")
     shutil.copyfile(source / "mlflow.db", tmp_path / "mlflow.db")
     shutil.copytree(source / "artifacts", tmp_path / "artifacts")
     url = f"sqlite:///{tmp_path / 'mlflow.db'}"

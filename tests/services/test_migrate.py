@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import IN_CI
 from trackops.config import Settings
 from trackops.db import own_schema, revisions
 from trackops.db.engine import create_engine
@@ -20,7 +19,7 @@ from trackops.services import migrate
 from trackops.services.locking import hold_lock
 
 HEAD = revisions.HEAD
-FIXTURES = Path(__file__).parents[2] / ".." / "shared" / "fixtures"
+from tests.conftest import FIXTURES
 
 
 def settings(url: str) -> Settings:
@@ -69,10 +68,6 @@ def sha256(path: Path) -> str:
 
 def fixture_copy(version: str, tmp_path: Path) -> Path:
     source = FIXTURES / f"mlflow-{version}" / "mlflow.db"
-    if not source.exists():
-        if IN_CI:
-            pytest.fail(f"fixture {source} is missing, and CI=true requires it")
-        pytest.skip(f"fixture {source} is missing (the shared folder sits beside the repository)")
     target = tmp_path / f"mlflow-{version}.db"
     shutil.copyfile(source, target)
     return target
