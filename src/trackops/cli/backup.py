@@ -8,7 +8,7 @@ import typer
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TransferSpeedColumn)
 
-from trackops.cli.common import (EXIT_CODES_EPILOG, ArtifactsDestination, BackendStoreUri, JsonOutput, console,
+from trackops.cli.common import (EXIT_CODES_EPILOG, Yes, ask, ArtifactsDestination, BackendStoreUri, JsonOutput, console,
                                  human_size, print_json, settings_from)
 from trackops.errors import CheckFailedError, UsageError
 from trackops.services import backup as backup_service
@@ -159,7 +159,7 @@ def forget(
     dry_run: DryRun = False,
     repo: Repo = None,
     key_file: KeyFile = None,
-    json_output: JsonOutput = False,
+    yes: Yes = False, json_output: JsonOutput = False,
 ) -> int:
     """Forget snapshots a keep policy does not keep, then prune unreferenced objects.
 
@@ -192,6 +192,20 @@ def forget(
     return 0
 
 
+def _confirm_replace(yes: bool, bars: Bars):
+    """--force on a non-empty target: show what is replaced, then ask (or take --yes)."""
+    def confirm(plan: restore_service.RestorePlan) -> bool:
+        if yes:
+            return True
+        held = plan.replaces
+        what = (f"Replace {plan.database} ({held.get('tables', 0)} tables, {held.get('experiments', 0)} "
+                f"experiments, {held.get('runs', 0)} runs) with snapshot {plan.snapshot}?")
+        bars.stop()
+        return ask(what, refusal=f"{what[:-1]} needs confirmation, and there is no terminal to ask on",
+                   hint="check the target with --dry-run, then add --yes")
+    return confirm
+
+
 def restore(
     snapshot: Annotated[str, typer.Argument(metavar="SNAPSHOT", help="Snapshot id, unique prefix, or 'latest'.")],
     to_backend_store_uri: Annotated[str, typer.Option(
@@ -204,11 +218,13 @@ def restore(
     remap_artifacts: Annotated[list[str] | None, typer.Option(
         "--remap-artifacts", metavar="OLD=NEW", help="Rewrite artifact URIs starting with OLD to NEW and "
                                                       "put their files there (repeatable).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty target database.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty target database (shows what it "
+                                                        "replaces and asks on a terminal).")] = False,
     upgrade: Annotated[bool, typer.Option("--upgrade", help="Upgrade the restored schema to head.")] = False,
     dry_run: DryRun = False,
     repo: Repo = None,
     key_file: KeyFile = None,
+    yes: Yes = False,
     json_output: JsonOutput = False,
 ) -> int:
     """Restore a snapshot onto an empty database of any dialect, with its artifacts, ids intact.
@@ -224,6 +240,8 @@ def restore(
       trackops restore latest --repo /backups/mlflow --to-backend-store-uri postgresql://mlflow@db/mlflow --to-artifacts-destination s3://bucket/mlartifacts
 
       trackops restore 20261123T180000Z --to-backend-store-uri sqlite:///restored.db --to-artifacts-destination ./mlartifacts --dry-run
+
+      trackops restore latest --to-backend-store-uri sqlite:///mlflow.db --to-artifacts-destination ./mlartifacts --force --yes
     """
     settings = settings_from()
     bars = Bars(not (json_output or dry_run))
@@ -231,7 +249,7 @@ def restore(
         report = restore_service.restore(
             settings, snapshot=snapshot, repository=repo, to_backend_store_uri=to_backend_store_uri,
             to_artifacts_destination=to_artifacts_destination, remap=remap_artifacts, force=force,
-            dry_run=dry_run, upgrade=upgrade, key_file=key_file, progress=bars)
+            dry_run=dry_run, upgrade=upgrade, key_file=key_file, progress=bars, confirm=_confirm_replace(yes, bars))
     finally:
         bars.stop()
     plan = report.plan

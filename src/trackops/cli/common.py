@@ -41,6 +41,7 @@ DefaultArtifactRoot = Annotated[str | None, typer.Option(
     "--default-artifact-root", metavar="URI",
     help="Artifact location given to new experiments. Default mlflow-artifacts:/ when serving artifacts.")]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print a JSON object on stdout instead of text.")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")]
 
 
 def settings_from(**flags: Any) -> Settings:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import MofNCompleteColumn
 
-from trackops.cli.common import (EXIT_CODES_EPILOG, BackendStoreUri, JsonOutput, TransientBar, ask, console, print_json,
+from trackops.cli.common import (Yes, EXIT_CODES_EPILOG, BackendStoreUri, JsonOutput, TransientBar, ask, console, print_json,
                                  settings_from)
 from trackops.errors import CheckFailedError
 from trackops.services import migrate
@@ -25,7 +25,6 @@ To = Annotated[str | None, typer.Option(
     "--to", metavar="REV|MLFLOW_VERSION",
     help="Stop at this revision id, or at the head an MLflow release expects (e.g. 2.12.2). Default: head.")]
 Sql = Annotated[bool, typer.Option("--sql", help="Print the DDL on stdout and change nothing.")]
-Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")]
 Check = Annotated[bool, typer.Option("--check", help="Exit 4 when the database is not at head.")]
 
 
@@ -117,7 +116,7 @@ def upgrade(
 
 def init(
     backend_store_uri: BackendStoreUri = None,
-    json_output: JsonOutput = False,
+    yes: Yes = False, json_output: JsonOutput = False,
 ) -> int:
     """Create the schema at head on an empty database; do nothing at head; refuse one behind head.
 

@@ -9,7 +9,7 @@ import typer
 from rich.progress import MofNCompleteColumn, TextColumn
 from rich.table import Table
 
-from trackops.cli.common import (ArtifactsDestination, BackendStoreUri, JsonOutput, TransientBar, ask, console,
+from trackops.cli.common import (Yes, ArtifactsDestination, BackendStoreUri, JsonOutput, TransientBar, ask, console,
                                  human_size, print_json, settings_from)
 from trackops.errors import PartialFailureError, UsageError
 from trackops.services import gc as gc_service
@@ -30,7 +30,6 @@ ForceRegistered = Annotated[bool, typer.Option(
     "--force-registered",
     help="Also delete runs and logged models whose files a model version or a live logged model still uses.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan (what would go, what is held) and delete nothing.")]
-Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")]
 
 
 def _ids(text: str | None) -> list[str] | None:

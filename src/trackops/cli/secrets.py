@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from trackops.cli.common import EXIT_CODES_EPILOG, BackendStoreUri, JsonOutput, console, print_json, settings_from
+from trackops.cli.common import EXIT_CODES_EPILOG, Yes, BackendStoreUri, JsonOutput, console, print_json, settings_from
 from trackops.errors import UsageError
 
 app = typer.Typer(
@@ -44,7 +44,7 @@ def set_(
                                               help="Read the value from stdin (all of it, one trailing newline "
                                                    "dropped); otherwise it is prompted for.")] = False,
     key_file: KeyFile = None,
-    backend_store_uri: BackendStoreUri = None,
+    yes: Yes = False, backend_store_uri: BackendStoreUri = None,
 ) -> int:
     """Store a secret (replacing its value). The value comes from stdin or a hidden prompt, never a flag.
 
@@ -84,7 +84,8 @@ def list_(key_file: KeyFile = None, backend_store_uri: BackendStoreUri = None, j
     return 0
 
 
-def delete(name: Name, backend_store_uri: BackendStoreUri = None) -> int:
+def delete(name: Name, yes: Yes = False,
+           backend_store_uri: BackendStoreUri = None) -> int:
     """Delete a secret.
 
     Example:
@@ -102,7 +103,7 @@ def rotate_key(
         "--new-key-file", metavar="PATH", help="File holding the new key (else env TRACKOPS_SECRETS_NEW_KEK).")] = None,
     key_file: KeyFile = None,
     backend_store_uri: BackendStoreUri = None,
-    json_output: JsonOutput = False,
+    yes: Yes = False, json_output: JsonOutput = False,
 ) -> int:
     """Re-wrap every secret's data key under a new key-encryption key, online.
 

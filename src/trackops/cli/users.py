@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from trackops.cli.common import EXIT_CODES_EPILOG, BackendStoreUri, JsonOutput, ask, console, print_json, settings_from
+from trackops.cli.common import Yes, EXIT_CODES_EPILOG, BackendStoreUri, JsonOutput, ask, console, print_json, settings_from
 from trackops.errors import UsageError
 
 app = typer.Typer(
@@ -27,7 +27,6 @@ PasswordStdin = Annotated[bool, typer.Option(
 Experiment = Annotated[str | None, typer.Option("--experiment", metavar="ID", help="An experiment id.")]
 RegisteredModel = Annotated[str | None, typer.Option("--registered-model", metavar="NAME",
                                                      help="A registered model name.")]
-Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")]
 
 
 def _password(from_stdin: bool) -> str:
@@ -70,7 +69,7 @@ def create(
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator (all permissions).")] = False,
     password_stdin: PasswordStdin = False,
     backend_store_uri: BackendStoreUri = None,
-    json_output: JsonOutput = False,
+    yes: Yes = False, json_output: JsonOutput = False,
 ) -> int:
     """Create a user. The password is prompted for, or read from stdin with --password-stdin.
 
@@ -129,7 +128,7 @@ def delete(username: Username, yes: Yes = False, backend_store_uri: BackendStore
 
 
 def set_password(username: Username, password_stdin: PasswordStdin = False,
-                 backend_store_uri: BackendStoreUri = None) -> int:
+                 yes: Yes = False, backend_store_uri: BackendStoreUri = None) -> int:
     """Set a user's password (prompted, or from stdin); the old one stops working within 1 s.
 
     Example:
@@ -150,7 +149,7 @@ def grant(
     experiment: Experiment = None,
     registered_model: RegisteredModel = None,
     backend_store_uri: BackendStoreUri = None,
-    json_output: JsonOutput = False,
+    yes: Yes = False, json_output: JsonOutput = False,
 ) -> int:
     """Give a user a permission on one experiment or registered model (replacing what they had).
 
@@ -172,7 +171,7 @@ def grant(
 
 
 def revoke(username: Username, experiment: Experiment = None, registered_model: RegisteredModel = None,
-           backend_store_uri: BackendStoreUri = None) -> int:
+           yes: Yes = False, backend_store_uri: BackendStoreUri = None) -> int:
     """Remove a user's permission on one resource (they fall back to the server's default permission).
 
     Example:
@@ -210,7 +209,7 @@ def import_(
         help="MLflow's basic-auth database (database_uri of basic_auth.ini, e.g. sqlite:///basic_auth.db).")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would be imported; change nothing.")] = False,
     backend_store_uri: BackendStoreUri = None,
-    json_output: JsonOutput = False,
+    yes: Yes = False, json_output: JsonOutput = False,
 ) -> int:
     """Import users (passwords keep working) and experiment / registered-model permissions from MLflow.
 
@@ -245,7 +244,7 @@ def token_create(
     expires_in_days: Annotated[float | None, typer.Option("--expires-in-days", metavar="DAYS",
                                                           help="Expire after this many days (default: never).")] = None,
     backend_store_uri: BackendStoreUri = None,
-    json_output: JsonOutput = False,
+    yes: Yes = False, json_output: JsonOutput = False,
 ) -> int:
     """Create an API token. It is printed once on stdout and stored only as a hash.
 
@@ -283,7 +282,7 @@ def token_list(username: Annotated[str | None, typer.Argument(metavar="[USERNAME
 
 
 def token_revoke(token_id: Annotated[str, typer.Argument(metavar="TOKEN_ID", help="The id from tokens list.")],
-                 backend_store_uri: BackendStoreUri = None) -> int:
+                 yes: Yes = False, backend_store_uri: BackendStoreUri = None) -> int:
     """Revoke an API token (every server worker refuses it within 1 s).
 
     Example:

@@ -24,6 +24,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -127,10 +128,18 @@ def default_repository(settings: Settings) -> str:
     url = parse_url(settings.backend_store_uri)
     path = sqlite_path(url) if url.get_backend_name() == "sqlite" else None
     if path is None:
+        suggested = suggested_repository(url)
         raise UsageError("db upgrade backs the database up first, and no backup repository is configured",
-                         hint="pass --backup-to PATH|s3://bucket/prefix, set TRACKOPS_BACKUP_REPO, "
-                              "or skip it with --no-backup")
+                         hint=f"trackops db upgrade --backend-store-uri '{hide_password(url)}' --backup-to "
+                              f"{suggested}   (or set TRACKOPS_BACKUP_REPO; --no-backup skips the backup)")
     return str(path.resolve().with_name(path.name + ".backups"))
+
+
+def suggested_repository(url) -> str:
+    """A backup repository for a server database: in the user's data folder, named after host and database."""
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "trackops" / "backups"
+    name = "-".join(part for part in (url.get_backend_name(), url.host, url.database) if part)
+    return str(base / "".join(c if c.isalnum() or c in "-_." else "_" for c in name))
 
 
 def backup(settings: Settings, *, to: str | None = None, encrypt: bool = False, key_file: str | None = None,

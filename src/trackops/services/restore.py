@@ -41,7 +41,7 @@ from trackops.artifacts.registry import local_path, scheme_of
 from trackops.config import Settings
 from trackops.db import revisions
 from trackops.db.engine import connect_errors, create_engine, hide_password, parse_url, sqlite_path
-from trackops.errors import CheckFailedError, DatabaseError, NotFoundError, UsageError
+from trackops.errors import CheckFailedError, DatabaseError, NotFoundError, TrackopsError, UsageError
 from trackops.services.backup import ARTIFACT_COLUMNS, ProgressEvent, repository_uri
 from trackops.services.locking import MAINTENANCE_LOCK, hold_lock
 
@@ -94,6 +94,8 @@ class RestorePlan:
     remaps: list[Remap]
     locations: list[tuple[Location, str]]
     """(location, the URI its files go to)."""
+    replaces: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """What --force replaces in a non-empty target: its table count and its experiment and run counts."""
 
     def to_json(self) -> dict[str, Any]:
         art = self.manifest["artifacts"]
@@ -105,6 +107,7 @@ class RestorePlan:
             "artifacts": {"files": art["files"], "bytes": art["bytes"], "missing_in_snapshot": art["missing"],
                           "locations": [{"uri": loc.uri, "to": dest} for loc, dest in self.locations]},
             "remaps": [{"old": r.old, "new": r.new} for r in self.remaps],
+            "replaces": self.replaces,
         }
 
 
@@ -150,7 +153,8 @@ def plan_restore(settings: Settings, *, snapshot: str, repository: str | None, t
     if revision is not None and revision not in chain:
         raise CheckFailedError(f"snapshot {snapshot_id} is at schema revision {revision}, which this trackops "
                                "does not know", hint="restore with a newer trackops")
-    empty = _target_empty(url)
+    replaces = _target_contents(url)
+    empty = not replaces
     if not empty and not force:
         raise UsageError(f"the target database {hide_password(url)} is not empty; nothing was changed",
                          hint="restore into an empty database, or add --force to replace its contents")
@@ -161,15 +165,21 @@ def plan_restore(settings: Settings, *, snapshot: str, repository: str | None, t
         for loc in locs:
             locations.append((loc, _target_uri(loc.uri, remaps, to_artifacts_destination)))
     plan = RestorePlan(snapshot_id, repo.uri, manifest, hide_password(url), url.get_backend_name(), revision,
-                       revisions.HEAD if upgrade and revision != revisions.HEAD else None, empty, remaps, locations)
+                       revisions.HEAD if upgrade and revision != revisions.HEAD else None, empty, remaps, locations,
+                       replaces)
     return repo, plan
 
 
 def restore(settings: Settings, *, snapshot: str, repository: str | None = None, to_backend_store_uri: str,
             to_artifacts_destination: str, remap: list[str] | None = None, force: bool = False,
             dry_run: bool = False, upgrade: bool = False, key_file: str | None = None,
-            progress: Progress | None = None) -> RestoreReport:
-    """Restore a snapshot onto an empty database (any dialect) and an artifact destination, ids intact."""
+            progress: Progress | None = None,
+            confirm: Callable[[RestorePlan], bool] | None = None) -> RestoreReport:
+    """Restore a snapshot onto an empty database (any dialect) and an artifact destination, ids intact.
+
+    ``confirm`` is asked, with the plan, before a non-empty target is replaced (--force); False changes
+    nothing and raises `TrackopsError`.
+    """
     t0 = time.perf_counter()
     emit = progress or (lambda _e: None)
     repo, plan = plan_restore(settings, snapshot=snapshot, repository=repository,
@@ -179,6 +189,8 @@ def restore(settings: Settings, *, snapshot: str, repository: str | None = None,
     report = RestoreReport(plan, dry_run)
     if dry_run:
         return report
+    if not plan.target_empty and confirm is not None and not confirm(plan):
+        raise TrackopsError("restore cancelled; nothing was changed")
     url = parse_url(to_backend_store_uri)
     with hold_lock(url, MAINTENANCE_LOCK, purpose="restore"):
         with _target_connection(url, plan) as conn:
@@ -200,15 +212,23 @@ def restore(settings: Settings, *, snapshot: str, repository: str | None = None,
 
 # --- planning helpers ---------------------------------------------------------------------------------
 
-def _target_empty(url: URL) -> bool:
+def _target_contents(url: URL) -> dict[str, int]:
+    """What the target holds ({} when empty): tables, and experiments and runs where those tables exist."""
     if url.get_backend_name() == "sqlite":
         path = sqlite_path(url)
         if path is None or not path.exists() or path.stat().st_size == 0:
-            return True
+            return {}
     engine = create_engine(url, poolclass=sa.pool.NullPool, wal=False)
     try:
         with connect_errors(url), engine.connect() as conn:
-            return not sa.inspect(conn).get_table_names()
+            tables = sa.inspect(conn).get_table_names()
+            if not tables:
+                return {}
+            contents = {"tables": len(tables)}
+            for name in ("experiments", "runs"):
+                if name in tables:
+                    contents[name] = conn.execute(sa.select(sa.func.count()).select_from(sa.table(name))).scalar()
+            return contents
     finally:
         engine.dispose()
 
