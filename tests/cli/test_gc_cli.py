@@ -95,3 +95,17 @@ def test_gc_runs_as_a_real_process_with_env_settings(sqlite_seed):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["deleted"]["runs"] == 1
+
+
+def test_gc_status_lists_the_recorded_passes_newest_first(capsys, sqlite_seed):
+    seed = sqlite_seed
+    eid = seed.experiment("e")
+    seed.runs(eid, 2, stage="deleted")
+    assert invoke(["gc", "--backend-store-uri", seed.url, "--artifacts-destination", seed.destination,
+                   "--older-than", "1d", "--yes"]) == 0
+    capsys.readouterr()
+    assert invoke(["gc", "--status", "--backend-store-uri", seed.url, "--json"]) == 0
+    [last] = json.loads(capsys.readouterr().out)["passes"]
+    assert last["trigger"] == "command" and last["outcome"] == "ok" and last["deleted"]["runs"] == 2
+    assert invoke(["gc", "--status", "--backend-store-uri", seed.url]) == 0
+    assert "command" in capsys.readouterr().err and seed.count("runs") == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import sys
 from typing import Annotated
 
@@ -9,10 +10,10 @@ import typer
 from rich.progress import MofNCompleteColumn, TextColumn
 from rich.table import Table
 
-from trackops.cli.common import (Yes, ArtifactsDestination, BackendStoreUri, JsonOutput, TransientBar, ask, console,
+from trackops.cli.common import (ArtifactsDestination, BackendStoreUri, JsonOutput, TransientBar, Yes, ask, console,
                                  human_size, print_json, settings_from)
 from trackops.errors import PartialFailureError, UsageError
-from trackops.services import gc as gc_service
+from trackops.services import gc as gc_service, gc_log
 
 OlderThan = Annotated[str | None, typer.Option(
     "--older-than", metavar="AGE",
@@ -100,6 +101,29 @@ def _confirm(yes: bool):
     return confirm
 
 
+def _status(settings, json_output: bool) -> int:
+    passes = gc_log.status(settings)
+    if json_output:
+        print_json({"passes": passes})
+        return 0
+    if not passes:
+        console.print("No gc pass recorded yet.", markup=False)
+    for p in passes:
+        when = datetime.datetime.fromtimestamp(p["started_at"] / 1000, datetime.timezone.utc)
+        line = f"{when:%Y-%m-%d %H:%M:%S}Z  {p.get('trigger', '?'):<10} {p['outcome']:<8}"
+        if "deleted" in p:
+            d = p["deleted"]
+            line += (f" {d.get('runs', 0)} runs, {d.get('logged_models', 0)} logged models, "
+                     f"{d.get('experiments', 0)} experiments, {d.get('orphans', 0)} orphaned folders; "
+                     f"{human_size(p.get('bytes', 0))} freed; {p.get('held', 0)} held, {p.get('failures', 0)} failed")
+        if p.get("error"):
+            line += f" {p['error']}"
+        console.print(line, markup=False, soft_wrap=True)
+        for error in p.get("errors", []):
+            console.print(f"    {error}", markup=False, soft_wrap=True)
+    return 0
+
+
 def gc(
     backend_store_uri: BackendStoreUri = None,
     artifacts_destination: ArtifactsDestination = None,
@@ -111,6 +135,9 @@ def gc(
     force_registered: ForceRegistered = False,
     dry_run: DryRun = False,
     yes: Yes = False,
+    status: Annotated[bool, typer.Option(
+        "--status", help="Show the last recorded passes (commands and serve's background cleaner) and "
+                         "delete nothing.")] = False,
     json_output: JsonOutput = False,
 ) -> int:
     """Permanently delete soft-deleted runs, experiments and logged models, and orphaned artifacts.
@@ -130,8 +157,12 @@ def gc(
       trackops gc --run-ids 3f2a...,9c1b... --yes
 
       trackops gc --orphans --older-than 7d --artifacts-destination s3://bucket/mlartifacts --yes --json
+
+      trackops gc --status
     """
     settings = settings_from(backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination)
+    if status:
+        return _status(settings, json_output)
     bar = None if (json_output or dry_run) else _Bar()
     try:
         report = gc_service.gc(settings, older_than=older_than, run_ids=_ids(run_ids),

@@ -56,5 +56,35 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
+def render_gc(passes: list[dict]) -> str:
+    """The gc cleaner's gauges from the newest recorded passes (`services.gc_log.recent_passes`).
+
+    Read from the operations log, not counted in memory: the cleaner runs in the serving parent
+    while /metrics may be answered by any worker, and a pass may come from another machine.
+    """
+    if not passes:
+        return ""
+    last = passes[0]
+    lines = ["# HELP trackops_gc_last_pass_timestamp_seconds When the newest gc pass finished.",
+             "# TYPE trackops_gc_last_pass_timestamp_seconds gauge",
+             f"trackops_gc_last_pass_timestamp_seconds {(last['finished_at'] or last['started_at']) / 1000:.3f}"]
+    success = next((p for p in passes if p["outcome"] == "ok"), None)
+    if success is not None:
+        lines += ["# HELP trackops_gc_last_success_timestamp_seconds When the newest gc pass without failures finished.",
+                  "# TYPE trackops_gc_last_success_timestamp_seconds gauge",
+                  f"trackops_gc_last_success_timestamp_seconds {(success['finished_at'] or 0) / 1000:.3f}"]
+    lines += ["# HELP trackops_gc_last_pass_deleted Items the newest gc pass deleted, by kind.",
+              "# TYPE trackops_gc_last_pass_deleted gauge"]
+    for kind, n in sorted((last.get("deleted") or {}).items()):
+        lines.append(f'trackops_gc_last_pass_deleted{{kind="{_esc(kind)}"}} {int(n)}')
+    lines += ["# HELP trackops_gc_last_pass_bytes_freed Artifact bytes the newest gc pass deleted.",
+              "# TYPE trackops_gc_last_pass_bytes_freed gauge",
+              f"trackops_gc_last_pass_bytes_freed {int(last.get('bytes') or 0)}",
+              "# HELP trackops_gc_last_pass_failures Items the newest gc pass could not delete.",
+              "# TYPE trackops_gc_last_pass_failures gauge",
+              f"trackops_gc_last_pass_failures {int(last.get('failures') or (1 if last['outcome'] == 'failed' else 0))}"]
+    return "\n".join(lines) + "\n"
+
+
 def _esc(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')

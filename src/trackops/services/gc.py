@@ -17,7 +17,7 @@ from trackops.config import Settings
 from trackops.db import schema
 from trackops.db.engine import connect_errors, create_engine, hide_password, parse_url
 from trackops.errors import CheckFailedError, TrackopsError
-from trackops.services import orphans as orphan_sweep
+from trackops.services import gc_log, orphans as orphan_sweep
 from trackops.services.gc_execute import Executor, GcEvent, GcReport, Progress
 from trackops.services.gc_plan import GcPlan, Places, Selection, build_plan, now_ms, parse_age
 from trackops.services.locking import MAINTENANCE_LOCK, hold_lock
@@ -61,8 +61,11 @@ def gc(settings: Settings, *, older_than: str | None = None, run_ids: Sequence[s
        experiment_ids: Sequence[str] | None = None, logged_model_ids: Sequence[str] | None = None,
        orphans: bool = False, orphan_age: str | None = None, force_registered: bool = False,
        dry_run: bool = False, confirm: Callable[[GcPlan], bool] | None = None,
-       progress: Progress | None = None, now: int | None = None, count_first: bool = True) -> GcReport:
+       progress: Progress | None = None, now: int | None = None, count_first: bool = True,
+       trigger: str = "command") -> GcReport:
     """Permanently delete deleted runs, experiments and logged models (and orphaned artifacts).
+
+    Each executed pass is recorded in the operations log (`gc_log.record_pass`) with its `trigger`.
 
     `count_first=False` skips listing the items' folders while planning (a dry run always lists
     them): nobody will look at the counts before the deletion, which then fills them in.
@@ -88,9 +91,17 @@ def gc(settings: Settings, *, older_than: str | None = None, run_ids: Sequence[s
             if confirm is not None and not confirm(the_plan):
                 raise TrackopsError("gc cancelled; nothing was deleted")
             executor = Executor(engine, Places(settings.artifacts_destination), progress)
-            with connect_errors(url):
-                executor.run(the_plan, report)
+            started_at = now_ms()
+            try:
+                with connect_errors(url):
+                    executor.run(the_plan, report)
+            except Exception as exc:
+                with contextlib.suppress(Exception):  # the failure itself is what the caller must see
+                    gc_log.record_pass(engine, report, trigger=trigger, started_at=started_at,
+                                       error=getattr(exc, "message", None) or type(exc).__name__)
+                raise
             report.seconds = time.monotonic() - started
+            gc_log.record_pass(engine, report, trigger=trigger, started_at=started_at)
             return report
     finally:
         engine.dispose()

@@ -1,8 +1,13 @@
-"""gc in the background of `trackops serve`: the same planner and executor, every interval.
+"""gc in the background of `trackops serve`: the same planner and executor, when something changed.
 
-`GcThread(settings, interval="1h", older_than="30d")` runs one pass right after `start()` and then one
-per interval, logging each pass (what went, what is held, what failed) through the ``trackops.gc``
-logger. `stop()` sets an Event and joins: the thread ends between passes at once, or after the
+`GcThread(settings, interval="1h", older_than="30d")` runs one pass right after `start()`. Then, every
+`tick` seconds (at most 5 s), it asks the database one cheap question (`gc_log.change_token`: a file
+stat on SQLite, a catalog counter on PostgreSQL/MySQL) and runs a pass only when the answer changed,
+at most one a minute (`min_gap`: the token is coarse, any write on SQLite changes it); `interval` is
+the upper bound between passes, since items also become old enough without any write. The token is
+read after each pass, so a pass's own deletions do not start another.
+Each pass is logged through the ``trackops.gc`` logger and recorded in the operations log
+(`gc_log.record_pass`), which ``trackops gc --status`` and ``/metrics`` read. `stop()` sets an Event and joins: the thread ends between passes at once, or after the
 chunk it is deleting. A pass that finds another maintenance command holding the lock (a manual gc,
 an upgrade, a backup) is skipped and logged; any other error is logged and the next pass runs on
 time: a background task must never take the server down.
@@ -13,9 +18,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from trackops.config import Settings
+from trackops.db.engine import create_engine, parse_url
 from trackops.errors import LockedError, TrackopsError
+from trackops.services import gc_log
 from trackops.services.gc import GcReport, gc
 from trackops.services.gc_plan import parse_age
 
@@ -26,10 +34,15 @@ class GcThread(threading.Thread):
     """A daemon thread that collects garbage every `interval` until `stop()`."""
 
     def __init__(self, settings: Settings, *, interval: str = "1h", older_than: str | None = "30d",
-                 orphans: bool = False):
+                 orphans: bool = False, orphan_age: str | None = None, tick: float | None = None,
+                 min_gap: float | None = None):
         super().__init__(name="trackops-gc", daemon=True)
-        self.settings, self.older_than, self.orphans = settings, older_than, orphans
+        self.settings, self.older_than, self.orphans, self.orphan_age = settings, older_than, orphans, orphan_age
         self.interval_s = parse_age(interval) / 1000
+        self.tick_s = min(self.interval_s, 5.0) if tick is None else tick
+        # A change token is coarse (on SQLite any write changes the file), so a busy server would start a
+        # pass at every tick: after a pass, changes start the next one no sooner than this.
+        self.min_gap_s = min(self.interval_s, 60.0) if min_gap is None else min_gap
         if self.interval_s <= 0:
             raise TrackopsError(f"gc interval {interval!r} must be longer than zero", hint="e.g. --gc-interval 1h")
         if older_than is not None:
@@ -40,9 +53,14 @@ class GcThread(threading.Thread):
             handler.setFormatter(logging.Formatter("%(asctime)s trackops gc: %(message)s"))
             log.addHandler(handler)
             log.setLevel(logging.INFO)
+        if orphan_age is not None:
+            parse_age(orphan_age)
         self._stop_event = threading.Event()
         self.passes = 0
+        self.idle_ticks = 0
+        self.locked_out = False
         self.last_report: GcReport | None = None
+        self._engine = None
 
     def stop(self, timeout: float | None = 30) -> None:
         """Ask the thread to end and wait for it (at most `timeout` seconds)."""
@@ -69,17 +87,49 @@ class GcThread(threading.Thread):
             pass
 
     def run(self) -> None:
-        log.info("background gc every %.0fs, older than %s", self.interval_s, self.older_than or "any age")
-        while not self._stop_event.is_set():
+        log.info("background gc when something is deleted (checked every %.1fs), at least every %.0fs; "
+                 "older than %s%s", self.tick_s, self.interval_s, self.older_than or "any age",
+                 "; sweeping orphaned folders" if self.orphans else "")
+        try:
             self.run_pass()
-            self._stop_event.wait(self.interval_s)
+            token, last = self.change_token(), time.monotonic()  # read after the pass: its own writes don't count
+            while not self._stop_event.wait(self.tick_s):
+                since = time.monotonic() - last
+                if since < self.interval_s:
+                    if since < self.min_gap_s:
+                        self.idle_ticks += 1
+                        continue
+                    now = self.change_token()
+                    if now is not None and now == token:
+                        self.idle_ticks += 1
+                        continue
+                self.run_pass()
+                if not self.locked_out:  # a pass the lock kept out is tried again at the next tick
+                    token, last = self.change_token(), time.monotonic()
+        finally:
+            if self._engine is not None:
+                self._engine.dispose()
         log.info("background gc stopped after %d pass(es)", self.passes)
+
+    def change_token(self):
+        """The database's change token (`gc_log.change_token`); None when it cannot be read."""
+        try:
+            if self._engine is None:
+                url = parse_url(self.settings.backend_store_uri)
+                pool = {} if url.get_backend_name() == "sqlite" else {"pool_size": 1, "max_overflow": 0}
+                self._engine = create_engine(url, **pool)
+            return gc_log.change_token(self._engine)
+        except TrackopsError:
+            return None
 
     def run_pass(self) -> GcReport | None:
         """One plan + execute; logged, never raised."""
+        self.locked_out = False
         try:
-            report = gc(self.settings, older_than=self.older_than, orphans=self.orphans, count_first=False)
+            report = gc(self.settings, older_than=self.older_than, orphans=self.orphans,
+                        orphan_age=self.orphan_age, count_first=False, trigger="background")
         except LockedError as exc:
+            self.locked_out = True
             log.warning("gc pass skipped: %s", exc.message)
             return None
         except TrackopsError as exc:
