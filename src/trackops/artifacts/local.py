@@ -14,6 +14,7 @@ import errno
 import os
 import secrets
 import stat as stat_module
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -216,20 +217,31 @@ class LocalArtifactRepository(ArtifactRepository):
         return result
 
     def _delete_file(self, path: str, full: Path | str, size: int) -> DeleteResult:
-        try:
-            os.unlink(full)
-        except FileNotFoundError:
-            return DeleteResult()
-        except OSError as exc:
-            return DeleteResult(failures=(DeleteFailure(path, exc.strerror or str(exc)),))
-        return DeleteResult(1, size)
+        for attempt in range(DELETE_ATTEMPTS):
+            try:
+                os.unlink(full)
+            except FileNotFoundError:
+                return DeleteResult()
+            except PermissionError as exc:
+                # A read-only folder (chmod a-w) keeps its entries: make it writable, once, and try again.
+                if attempt == 0 and _make_writable(os.path.dirname(full)):
+                    continue
+                return DeleteResult(failures=(DeleteFailure(path, exc.strerror or str(exc)),))
+            except OSError as exc:
+                if exc.errno in TRANSIENT_ERRNOS and attempt + 1 < DELETE_ATTEMPTS:
+                    time.sleep(0.05 * 4 ** attempt)  # bounded back-off: 50 ms, 200 ms
+                    continue
+                return DeleteResult(failures=(DeleteFailure(path, exc.strerror or str(exc)),))
+            return DeleteResult(1, size)
+        return DeleteResult(failures=(DeleteFailure(path, "still busy after retries"),))
 
     def _delete_tree(self, path: str, full: Path | str) -> DeleteResult:
         """Delete files bottom-up without following links; folders are removed once empty."""
         result = DeleteResult()
+        if not os.access(full, os.W_OK | os.X_OK, follow_symlinks=False):
+            _make_writable(full)  # a read-only folder: its entries (files and folders) must be removable
         try:
-            with os.scandir(full) as it:
-                entries = list(it)
+            entries = _entries(full)
         except FileNotFoundError:
             return result
         except OSError as exc:
@@ -254,6 +266,34 @@ class LocalArtifactRepository(ArtifactRepository):
             if not _rmdir_if_empty(folder):
                 return
             folder = folder.parent
+
+
+DELETE_ATTEMPTS = 3
+TRANSIENT_ERRNOS = (errno.EBUSY, errno.EAGAIN, errno.ETXTBSY, errno.EINTR)
+
+
+def _make_writable(folder: str | Path) -> bool:
+    """Give the owner rwx on `folder` (a read-only artifact tree); False when that is not allowed."""
+    try:
+        mode = os.lstat(folder).st_mode
+        if stat_module.S_ISLNK(mode):
+            return False
+        os.chmod(folder, stat_module.S_IMODE(mode) | stat_module.S_IRWXU)
+        return True
+    except OSError:
+        return False
+
+
+def _entries(folder: str | Path) -> list[os.DirEntry]:
+    """The entries of `folder`; one without read or search permission is made readable first."""
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except PermissionError:
+        if not _make_writable(folder):
+            raise
+        with os.scandir(folder) as it:
+            return list(it)
 
 
 def _rmdir_if_empty(folder: str | Path) -> bool:
