@@ -69,3 +69,25 @@ def test_a_read_only_tree_is_removed_by_its_unprivileged_owner(owned_tmp):
     files, failures = queue.get(timeout=5)
     assert failures == [] and files == 3
     assert not (root / "1" / "abc").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand the tree to an unprivileged user")
+def test_files_the_user_may_not_delete_are_reported_and_the_rest_deleted(owned_tmp):
+    nobody = pwd.getpwnam("nobody")
+    root = owned_tmp / "art"
+    (root / "run" / "locked").mkdir(parents=True)
+    (root / "run" / "free").mkdir()
+    (root / "run" / "locked" / "a").write_bytes(b"1")
+    (root / "run" / "free" / "b").write_bytes(b"22")
+    _chown_tree(owned_tmp, nobody.pw_uid, nobody.pw_gid)
+    os.chown(root / "run" / "locked", 0, 0)  # another owner's read-only folder: it cannot be made writable
+    (root / "run" / "locked").chmod(0o555)
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_as_user, args=(nobody.pw_uid, nobody.pw_gid, str(root), "run", queue))
+    child.start()
+    child.join(60)
+    files, failures = queue.get(timeout=5)
+    assert files == 1 and failures == ["Permission denied"]
+    assert (root / "run" / "locked" / "a").exists() and not (root / "run" / "free").exists()
