@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from trackops.cli.common import (ArtifactsDestination, BackendStoreUri, DefaultArtifactRoot, JsonOutput,
                                  console, print_json, settings_from)
+from trackops.errors import TrackopsError
 from trackops.services.info import info as info_service
 
 
@@ -26,8 +27,14 @@ def info(
     settings = settings_from(backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination,
                              default_artifact_root=default_artifact_root)
     report = info_service(settings)
+    from trackops.server.ui import locate_bundle
+
+    try:  # the UI bundle trackops serve would show (server/ui.py), with its folder on this machine
+        ui = locate_bundle().to_json()
+    except TrackopsError as exc:  # TRACKOPS_UI_DIR names a folder without index.html
+        ui = {"source": "ui-dir", "path": None, "mlflow_version": None, "error": exc.message}
     if json_output:
-        print_json(report.to_json())
+        print_json({**report.to_json(), "ui": ui})
     else:
         rows = [
             ("trackops", report.trackops_version),
@@ -37,6 +44,8 @@ def info(
             ("default artifact root", report.default_artifact_root or "mlflow-artifacts:/ (proxied)"),
             ("config file", report.config_file or "none"),
             ("dialect", report.dialect),
+            ("web UI", ui.get("error") or (f"{ui['source']}  {ui['path'] or ''}".rstrip() +
+                                          (f"  (MLflow {ui['mlflow_version']})" if ui["mlflow_version"] else ""))),
         ]
         if not report.exists:
             rows.append(("database", "not created yet (trackops serve or trackops db init creates it)"))

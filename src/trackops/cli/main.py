@@ -13,6 +13,7 @@ from trackops import __version__
 from trackops.cli import gc as gc_cmd
 from trackops.cli import info as info_cmd
 from trackops.cli import serve as serve_cmd
+from trackops.cli.ui import app as ui_app
 from trackops.cli.db import app as db_app
 from trackops.cli.secrets import app as secrets_app
 from trackops.cli.users import app as users_app
@@ -59,6 +60,7 @@ app.command("gc", epilog=EXIT_CODES_EPILOG)(gc_cmd.gc)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(ui_app, name="ui")
 app.add_typer(backup_cmd.app, name="backup")
 app.command("restore", epilog=EXIT_CODES_EPILOG)(backup_cmd.restore)
 app.command("verify", epilog=EXIT_CODES_EPILOG)(backup_cmd.verify)

@@ -45,6 +45,15 @@ def serve(
         help="Run trackops gc in a background thread every AGE (e.g. 1h); each pass is logged. See docs/gc.md.")] = None,
     gc_older_than: Annotated[str, typer.Option(
         "--gc-older-than", metavar="AGE", help="With --gc-interval: collect only items deleted longer ago.")] = "30d",
+    ui_dir: Annotated[str | None, typer.Option(
+        "--ui-dir", metavar="DIR",
+        help="Serve MLflow's web UI from this folder (it holds index.html). Env: TRACKOPS_UI_DIR. Default: the "
+             "installed mlflow package's bundle, else the one trackops ui fetch cached (docs/ui.md).")] = None,
+    no_ui: Annotated[bool, typer.Option(
+        "--no-ui", help="Serve no web UI: / and /static-files answer 404 like any unknown path.")] = False,
+    static_prefix: Annotated[str | None, typer.Option(
+        "--static-prefix", metavar="PREFIX",
+        help="Serve the UI, the API and the probes under this path (e.g. /mlflow), as mlflow server does.")] = None,
 ) -> int:
     """Run an MLflow-compatible tracking server (REST API 2.0, proxied artifacts, model registry).
 
@@ -65,9 +74,14 @@ def serve(
 
     settings = settings_from(backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination,
                              default_artifact_root=default_artifact_root, host=host, port=port)
+    from trackops.server.ui import locate_bundle, normalise_prefix
+
+    bundle = locate_bundle(ui_dir=ui_dir, disabled=no_ui)
     report = preflight(settings, upgrade=upgrade, serve_artifacts=serve_artifacts, workers=workers, auth=auth,
                        default_permission=default_permission.upper(),
-                       artifacts_credentials_secret=artifacts_credentials_secret)
+                       artifacts_credentials_secret=artifacts_credentials_secret,
+                       ui_source=bundle.source, ui_dir=bundle.path, ui_mlflow_version=bundle.mlflow_version,
+                       static_prefix=normalise_prefix(static_prefix))
     config = report.config
     if report.created:
         console.print(f"Created the database {report.database} at head {report.revision}.", markup=False)
@@ -77,6 +91,7 @@ def serve(
     where = config.artifacts_destination if config.serve_artifacts else "not served (clients write directly)"
     console.print(f"Serving {report.database} on http://{config.host}:{config.port} "
                   f"(artifacts: {where}; workers: {config.workers})", markup=False, soft_wrap=True)
+    console.print(f"UI: {_ui_line(bundle, config)}", markup=False, soft_wrap=True)
     os.environ[CONFIG_ENV] = config.to_env()
     gc_thread = None
     if gc_interval:
@@ -94,3 +109,12 @@ def serve(
         if gc_thread is not None:
             gc_thread.stop()
     return 0
+
+
+def _ui_line(bundle, config) -> str:
+    if bundle.source == "none":
+        return "not installed (trackops ui fetch installs it; see docs/ui.md)"
+    if bundle.source == "disabled":
+        return "disabled (--no-ui)"
+    return (f"http://{config.host}:{config.port}{config.static_prefix or ''}/ "
+            f"(MLflow {bundle.mlflow_version or '?'} from {bundle.source})")

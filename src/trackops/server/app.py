@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route as StarletteRoute
+from starlette.routing import Mount, Route as StarletteRoute
 
 from trackops import __version__
 from trackops.config import Settings
@@ -52,6 +52,8 @@ class ServerContext:
     # SQLite: database writes of this process take turns on a lock. SQLite admits one writer at a
     # time anyway; queueing on a lock beats its busy handler, which sleeps 1-100 ms between tries.
     write_lock: Any = None
+    ui: Any = None  # server.ui.UiBundle: MLflow's web UI on / (None: no bundle, the fallback page)
+    static_prefix: str | None = None  # everything under this path, as mlflow server --static-prefix
 
 
 class FastJSONResponse(Response):
@@ -183,7 +185,12 @@ def _probe_routes(ctx: ServerContext) -> list[StarletteRoute]:
         return FastJSONResponse(checks, status_code=200 if checks.get("ok") else 503)
 
     async def version(_: Request) -> Response:
-        return FastJSONResponse({"trackops": __version__, "mlflow_compatible": MLFLOW_COMPATIBLE_VERSION})
+        # Which UI bundle is served; "path" is where on this server (never the folder on its disk).
+        served = ctx.ui is not None and ctx.ui.served
+        ui = {"source": ctx.ui.source if ctx.ui is not None else "none",
+              "path": f"{ctx.static_prefix or ''}/" if served else None,
+              "mlflow_version": ctx.ui.mlflow_version if served else None}
+        return FastJSONResponse({"trackops": __version__, "mlflow_compatible": MLFLOW_COMPATIBLE_VERSION, "ui": ui})
 
     async def metrics(_: Request) -> Response:
         pool = ctx.engine.pool if ctx.engine is not None else None
@@ -218,6 +225,14 @@ def create_app(ctx: ServerContext, routes: list[Route]) -> Starlette:
     async def crash(request: Request, exc: Exception) -> Response:
         return internal_error(request, exc)
 
+    from trackops.server.ui import UiBundle, ui_routes
+
+    def asset_missing(request: Request) -> Response:
+        return FastJSONResponse(error_json("ENDPOINT_NOT_FOUND", f"No file {request.url.path}"), status_code=404)
+
+    starlette_routes += ui_routes(ctx.ui or UiBundle("none"), asset_missing)  # after the API routes
+    if ctx.static_prefix:  # /mlflow answers nothing but its redirect to /mlflow/, as in mlflow server
+        starlette_routes = [Mount(ctx.static_prefix, routes=starlette_routes)]
     app = Starlette(routes=starlette_routes, exception_handlers={HTTPException: not_found, Exception: crash})
     app.state.ctx = ctx
     return app

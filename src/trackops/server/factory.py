@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from trackops.db.engine import create_engine, parse_url
 from trackops.server.app import ServerContext, create_app
 from trackops.server.routing import Route, collect
+from trackops.server.ui import bundle_of
 from trackops.services.serve import ServeConfig, readiness
 
 log = logging.getLogger("trackops.server")
@@ -51,6 +52,7 @@ def build_context(config: ServeConfig) -> ServerContext:
                                         default_artifact_root=config.default_artifact_root)
     ctx.artifacts = repository_for(config.artifacts_destination) if config.serve_artifacts else None
     ctx.readiness = lambda: readiness(engine, ctx.artifacts)
+    ctx.ui, ctx.static_prefix = bundle_of(config), config.static_prefix
     if url.get_backend_name() == "sqlite":
         ctx.write_lock = threading.Lock()
     if config.auth or config.artifacts_credentials_secret:

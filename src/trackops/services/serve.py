@@ -50,6 +50,11 @@ class ServeConfig:
     auth: bool = False
     default_permission: str = "READ"
     artifacts_credentials_secret: str | None = None
+    # MLflow's web UI (server/ui.py): the bundle the parent located, so that every worker serves it
+    ui_source: str = "none"  # mlflow-package, ui-dir, cache, none or disabled
+    ui_dir: str | None = None
+    ui_mlflow_version: str | None = None
+    static_prefix: str | None = None  # UI and API under this path, as mlflow server --static-prefix
 
     def to_env(self) -> str:
         return json.dumps(dataclasses.asdict(self))
