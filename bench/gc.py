@@ -6,12 +6,15 @@ Three cases, each tool run as its own process on its own copy (same run ids, sam
    active runs that must survive; both tools get ``--older-than 30d``.
 2. PostgreSQL + S3 (a moto server process over HTTP): the same data.
 3. Memory: one deleted run with M metric rows (SQLite); peak RSS of each tool.
+4. The background cleaner's idle tick (`serve --gc-interval`): the change check it makes between passes,
+   on SQLite and PostgreSQL stores of R runs (default 1,000,000; --idle-runs), timed over 200 ticks.
+   mlflow has no background cleaner, so this case has no ratio: its target is < 5 ms a tick.
 
 Rows are made with set-based SQL (metrics by INSERT ... SELECT); files are written straight to the
 folder or with parallel PUTs. Times are wall clock of the whole command; peak RSS comes from
 ``os.wait4`` on each child. Each case checks that both tools left the same runs behind.
 
-    python bench/gc.py [--runs 2000] [--files 5] [--metric-rows 1000000] [--skip-postgres]
+    python bench/gc.py [--runs 2000] [--files 5] [--metric-rows 1000000] [--idle-runs 1000000] [--skip-postgres]
 """
 
 from __future__ import annotations
@@ -209,19 +212,78 @@ def case_memory(tmp: Path, rows: int) -> None:
             ["--artifacts-destination", str(tmp / "dest")], dict(os.environ), set())
 
 
+def _many_runs(url: str, n: int) -> None:
+    """Head schema and `n` runs in one experiment, a tenth of them deleted, made by the database itself."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            revisions.upgrade(conn)
+            conn.execute(sa.insert(t.experiments).values(
+                experiment_id=1, name="bench", artifact_location="/tmp/unused", lifecycle_stage="active",
+                creation_time=NOW, last_update_time=NOW, workspace=t.DEFAULT_WORKSPACE))
+            series = ("SELECT generate_series(0, :last) AS i" if conn.dialect.name == "postgresql" else
+                      "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < :last) SELECT i FROM n")
+            conn.execute(sa.text(
+                "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, "
+                "start_time, source_version, lifecycle_stage, artifact_uri, experiment_id, deleted_time) "
+                f"SELECT 'r' || CAST(s.i AS VARCHAR(16)), 'run', 'UNKNOWN', '', '', 'bench', 'FINISHED', :now, '', "
+                "CASE WHEN s.i % 10 = 0 THEN 'deleted' ELSE 'active' END, 'x', 1, "
+                f"CASE WHEN s.i % 10 = 0 THEN :now ELSE NULL END FROM ({series}) s"), {"last": n - 1, "now": NOW})
+    finally:
+        engine.dispose()
+
+
+def case_idle_tick(tmp: Path, n: int, postgres: bool) -> None:
+    from trackops.services import gc_log
+
+    stores = {"SQLite": f"sqlite:///{tmp / 'idle.db'}"}
+    admin = sa.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    name = f"trackops_bench_idle_{uuid.uuid4().hex[:6]}"
+    if postgres:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        stores["PostgreSQL"] = sa.make_url(POSTGRES_ADMIN).set(database=name).render_as_string(hide_password=False)
+    print(f"\nbackground cleaner, idle tick on {n:,} runs (target < 5 ms)")
+    try:
+        for label, url in stores.items():
+            t0 = time.perf_counter()
+            _many_runs(url, n)
+            made = time.perf_counter() - t0
+            engine = create_engine(url, **({} if url.startswith("sqlite") else {"pool_size": 1, "max_overflow": 0}))
+            try:
+                first = gc_log.change_token(engine)
+                t0 = time.perf_counter()
+                for _ in range(200):
+                    assert gc_log.change_token(engine) is not None
+                per_tick = (time.perf_counter() - t0) / 200
+                print(f"  {label:<11} {per_tick * 1000:8.3f} ms a tick  (store made in {made:.1f}s; "
+                      f"token {'stable' if gc_log.change_token(engine) == first else 'moved'})")
+            finally:
+                engine.dispose()
+    finally:
+        if postgres:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--files", type=int, default=5)
     parser.add_argument("--metric-rows", type=int, default=1_000_000)
+    parser.add_argument("--idle-runs", type=int, default=1_000_000)
+    parser.add_argument("--only-idle", action="store_true", help="Run only the idle-tick case.")
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="trackops-bench-gc-"))
     try:
-        case_sqlite_local(tmp, args.runs, args.files)
-        if not args.skip_postgres:
-            case_postgres_s3(args.runs, args.files)
-        case_memory(tmp, args.metric_rows)
+        if not args.only_idle:
+            case_sqlite_local(tmp, args.runs, args.files)
+            if not args.skip_postgres:
+                case_postgres_s3(args.runs, args.files)
+            case_memory(tmp, args.metric_rows)
+        case_idle_tick(tmp, args.idle_runs, not args.skip_postgres)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
