@@ -122,3 +122,16 @@ def test_the_whole_mlflow_client_workflow_runs_as_a_non_admin_user(server, tmp_p
     _workflow(tmp_path, tag="auth")
     grants = {(g.kind, g.permission) for g in store.list_grants("dora")}
     assert grants == {("experiment", "MANAGE"), ("registered_model", "MANAGE")}
+
+
+def test_access_log_names_the_user_and_never_the_password(server):
+    proc, _store = server
+    assert call(proc.url, "/api/2.0/mlflow/experiments/get?experiment_id=0", "root", ADMIN_PW) == 200
+    assert call(proc.url, "/api/2.0/mlflow/experiments/get?experiment_id=0", "root", "wrong-password-9") == 401
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and '"GET /api/2.0/mlflow/experiments/get" 401' not in proc.output():
+        time.sleep(0.05)
+    log = proc.output()
+    assert '"GET /api/2.0/mlflow/experiments/get" 200 root ' in log
+    assert '"GET /api/2.0/mlflow/experiments/get" 401 - ' in log
+    assert "wrong-password-9" not in log

@@ -183,3 +183,31 @@ def _running(pid: str) -> bool:
             return "zombie" not in status.read().lower()
     except OSError:
         return False
+
+
+def test_access_log_has_one_line_per_request_without_query_or_credentials(tmp_path):
+    server = ServerProcess([], tmp_path)
+    try:
+        request = urllib.request.Request(server.url + "/api/2.0/mlflow/experiments/get?experiment_id=0&token=s3cr3t",
+                                         headers={"Authorization": "Bearer not-logged-token"})
+        _get_json_request(request)
+    finally:
+        server.stop()
+    lines = [line for line in server.output().splitlines() if "/api/2.0/mlflow/experiments/get" in line]
+    assert len(lines) == 1
+    assert '"GET /api/2.0/mlflow/experiments/get" 200 - ' in lines[0] and lines[0].endswith("ms")
+    assert "s3cr3t" not in server.output() and "not-logged-token" not in server.output()
+
+
+def test_no_access_log_turns_the_request_lines_off(tmp_path):
+    server = ServerProcess(["--no-access-log"], tmp_path)
+    try:
+        _get_json(server.url + "/api/2.0/mlflow/experiments/get?experiment_id=0")
+    finally:
+        server.stop()
+    assert "/api/2.0/mlflow/experiments/get" not in server.output()
+
+
+def _get_json_request(request: urllib.request.Request) -> dict:
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return json.loads(r.read())

@@ -45,6 +45,13 @@ def serve(
         help="Run trackops gc in a background thread every AGE (e.g. 1h); each pass is logged. See docs/gc.md.")] = None,
     gc_older_than: Annotated[str, typer.Option(
         "--gc-older-than", metavar="AGE", help="With --gc-interval: collect only items deleted longer ago.")] = "30d",
+    gc_orphans: Annotated[bool, typer.Option(
+        "--gc-orphans/--no-gc-orphans",
+        help="With --gc-interval: also sweep artifact folders no row points at, once older than "
+             "--gc-orphan-grace.")] = True,
+    gc_orphan_grace: Annotated[str, typer.Option(
+        "--gc-orphan-grace", metavar="AGE",
+        help="With --gc-orphans: leave orphaned folders younger than this (an upload may be in flight).")] = "1d",
     ui_dir: Annotated[str | None, typer.Option(
         "--ui-dir", metavar="DIR",
         help="Serve MLflow's web UI from this folder (it holds index.html). Env: TRACKOPS_UI_DIR. Default: the "
@@ -54,6 +61,10 @@ def serve(
     static_prefix: Annotated[str | None, typer.Option(
         "--static-prefix", metavar="PREFIX",
         help="Serve the UI, the API and the probes under this path (e.g. /mlflow), as mlflow server does.")] = None,
+    access_log: Annotated[bool, typer.Option(
+        "--access-log/--no-access-log",
+        help="Log one line per request on stderr: client, method, path, status, user, duration (never "
+             "headers, bodies or query strings).")] = True,
 ) -> int:
     """Run an MLflow-compatible tracking server (REST API 2.0, proxied artifacts, model registry).
 
@@ -79,7 +90,7 @@ def serve(
     bundle = locate_bundle(ui_dir=ui_dir, disabled=no_ui)
     report = preflight(settings, upgrade=upgrade, serve_artifacts=serve_artifacts, workers=workers, auth=auth,
                        default_permission=default_permission.upper(),
-                       artifacts_credentials_secret=artifacts_credentials_secret,
+                       artifacts_credentials_secret=artifacts_credentials_secret, access_log=access_log,
                        ui_source=bundle.source, ui_dir=bundle.path, ui_mlflow_version=bundle.mlflow_version,
                        static_prefix=normalise_prefix(static_prefix))
     config = report.config
@@ -97,7 +108,8 @@ def serve(
     if gc_interval:
         from trackops.services.gc_background import GcThread
 
-        gc_thread = GcThread(config.settings, interval=gc_interval, older_than=gc_older_than)
+        gc_thread = GcThread(config.settings, interval=gc_interval, older_than=gc_older_than, orphans=gc_orphans,
+                             orphan_age=gc_orphan_grace)
         gc_thread.start()
         gc_thread.stop_on_sigterm()
     try:

@@ -176,6 +176,20 @@ def _endpoint(route: Route, ctx: ServerContext, template: str) -> Callable:
     return endpoint
 
 
+def _gc_metrics(ctx: ServerContext) -> str:
+    """The gc cleaner's gauges from the operations log; nothing when it cannot be read."""
+    from trackops.server.metrics import render_gc
+    from trackops.services.gc_log import recent_passes
+
+    if ctx.engine is None:
+        return ""
+    try:
+        return render_gc(recent_passes(ctx.engine, 20))
+    except Exception:  # noqa: BLE001 - a scrape must not fail because the log is unreadable
+        log.warning("gc metrics unavailable", exc_info=True)
+        return ""
+
+
 def _probe_routes(ctx: ServerContext) -> list[StarletteRoute]:
     async def health(_: Request) -> Response:
         return PlainTextResponse("OK")
@@ -197,7 +211,8 @@ def _probe_routes(ctx: ServerContext) -> list[StarletteRoute]:
         status = None
         if pool is not None and hasattr(pool, "checkedout"):
             status = {"in_use": pool.checkedout(), "idle": pool.checkedin()}
-        return PlainTextResponse(ctx.metrics.render(status), media_type="text/plain; version=0.0.4")
+        gc_text = await run_in_threadpool(_gc_metrics, ctx)
+        return PlainTextResponse(ctx.metrics.render(status) + gc_text, media_type="text/plain; version=0.0.4")
 
     return [StarletteRoute("/health", health, methods=["GET"]), StarletteRoute("/ready", ready, methods=["GET"]),
             StarletteRoute("/version", version, methods=["GET"]), StarletteRoute("/metrics", metrics, methods=["GET"])]

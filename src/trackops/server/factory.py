@@ -81,6 +81,12 @@ def build_app(config: ServeConfig) -> Starlette:
     return create_app(build_context(config), routes())
 
 
-def app_from_env() -> Starlette:
+def app_from_env():
     """The uvicorn factory: the app for the `ServeConfig` the parent put in the environment."""
-    return build_app(ServeConfig.from_env())
+    config = ServeConfig.from_env()
+    app = build_app(config)
+    if config.access_log:
+        from trackops.server.access_log import AccessLogMiddleware
+
+        app = AccessLogMiddleware(app)
+    return app

@@ -55,6 +55,7 @@ class ServeConfig:
     ui_dir: str | None = None
     ui_mlflow_version: str | None = None
     static_prefix: str | None = None  # UI and API under this path, as mlflow server --static-prefix
+    access_log: bool = True
 
     def to_env(self) -> str:
         return json.dumps(dataclasses.asdict(self))
