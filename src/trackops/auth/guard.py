@@ -28,10 +28,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from trackops.auth import requested
 from trackops.auth.permissions import DEFAULT_PERMISSION, Permission
 from trackops.auth.users import EXPERIMENT, REGISTERED_MODEL, AuthStore, User, now_ms
 from trackops.db import schema
-from trackops.errors import InvalidParameterValue, StoreError
+from trackops.errors import InvalidParameterValue, ResourceDoesNotExist, StoreError
 from trackops.secrets import epoch
 from trackops.secrets.cache import SecretCache, cache_settings
 
@@ -183,10 +184,15 @@ class Guard:
                 return [] if found is None else [(EXPERIMENT, found)]
             return [(EXPERIMENT, _int_key(exp if exp is not None else "0"))]
         if resource == "RUN":
-            ids = [_param(params, "run_id") or _param(params, "run_uuid")]
-            if ids == [None]:
-                ids = [str(r) for r in (params.list("run_ids") if params is not None else [])]
-            return [(EXPERIMENT, e) for e in (self._owner("run", r, db=db) for r in ids if r) if e is not None]
+            # Every run the request names (the handler reads the same ones): one forbidden id among
+            # permitted ones is refused. An unknown id among several is "not found", as in MLflow's
+            # bulk validator; a single unknown one is left to the handler (404, or an empty history).
+            ids = requested.run_ids(params)
+            owners = [(r, self._owner("run", r, db=db)) for r in ids]
+            missing = [r for r, e in owners if e is None]
+            if missing and len(ids) > 1:
+                raise ResourceDoesNotExist(f"Run with id={missing[0]} not found")
+            return [(EXPERIMENT, e) for _, e in owners if e is not None]
         if resource == "LOGGED_MODEL":
             model_id = path.get("model_id") or _param(params, "model_id")
             owner = self._owner("logged_model", model_id, db=db) if model_id else None
@@ -200,8 +206,10 @@ class Guard:
         return []  # SEARCH is filtered inside the query; NONE needs only a user
 
     def authorize(self, user: User, access: str, resource: str, params: Any, path: Mapping[str, Any], *,
-                  db: bool = True) -> None:
-        """Raise `PermissionDenied` unless `user` may do a request needing `access` on its `resource`.
+                  db: bool = True, endpoint: str = "") -> None:
+        """Raise `PermissionDenied` unless `user` may do a request needing `access` on its `resource`,
+        and may read (or edit) everything else the request links to (`requested.linked`, by
+        ``endpoint``: ``"METHOD /path"`` as the route declares it).
 
         With ``db=False`` only the caches are used, and `NeedsDatabase` is raised on a miss (so an
         async caller can decide on the event loop and go to a thread only when it must).
@@ -216,11 +224,34 @@ class Guard:
             raise PermissionDenied(f"Permission denied: only administrators may use this path "
                                    f"(user '{user.username}').")
         for kind, key in targets:
-            have = self.effective(user, kind, key, db=db)
-            if not have.allows(needed):
-                what = f"experiment {key}" if kind == EXPERIMENT else f"registered model '{key}'"
-                raise PermissionDenied(f"Permission denied: user '{user.username}' needs {needed.name} on {what} "
-                                       f"(has {have.name}).")
+            self._require(user, kind, key, needed, db=db)
+        for what, ident, perm in requested.linked(endpoint, params):
+            self._require_linked(user, what, ident, Permission[perm], db=db)
+
+    def _require(self, user: User, kind: str, key: Any, needed: Permission, *, db: bool = True) -> None:
+        have = self.effective(user, kind, key, db=db)
+        if not have.allows(needed):
+            what = f"experiment {key}" if kind == EXPERIMENT else f"registered model '{key}'"
+            raise PermissionDenied(f"Permission denied: user '{user.username}' needs {needed.name} on {what} "
+                                   f"(has {have.name}).")
+
+    def _require_linked(self, user: User, what: str, ident: str, needed: Permission, *, db: bool = True) -> None:
+        """`needed` on a linked run's / logged model's experiment, an experiment or a registered model.
+
+        An unknown run or logged model is denied, not "not found" (as MLflow does), so the answer does
+        not tell which ids exist in experiments the user cannot read.
+        """
+        if what == "registered_model":
+            self._require(user, REGISTERED_MODEL, ident, needed, db=db)
+            return
+        if what == "experiment":
+            key = _int_key(ident) if requested.is_ascii_id(ident) else None
+        else:
+            key = self._owner(what, ident, db=db)
+        if key is None:
+            raise PermissionDenied(f"Permission denied: user '{user.username}' needs {needed.name} on "
+                                   f"{what.replace('_', ' ')} '{ident}'.")
+        self._require(user, EXPERIMENT, key, needed, db=db)
 
     def effective(self, user: User, kind: str, key: Any, *, db: bool = True) -> Permission:
         if user.is_admin:
@@ -282,10 +313,9 @@ def _param(params: Any, name: str) -> str | None:
 
 
 def _int_key(value: str) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise InvalidParameterValue(f"Invalid experiment ID: '{value}'") from None
+    if not requested.is_ascii_id(value):  # int() also takes '²', '١', ' 1' and '1_0'
+        raise InvalidParameterValue(f"Invalid experiment ID: '{value}'")
+    return int(value)
 
 
 def artifact_experiment(path: str) -> int | None:
@@ -297,5 +327,9 @@ def artifact_experiment(path: str) -> int | None:
         return None
     normal = posixpath.normpath("/".join(parts))
     head = normal.split("/", 1)[0]
-    return int(head) if head.isdigit() else None
+    if requested.is_ascii_id(head):
+        return int(head)
+    if all(ch.isnumeric() for ch in head):  # '²', '١٢': looks like an id to int() or isdigit(), is not one
+        raise InvalidParameterValue(f"Invalid experiment ID in artifact path: '{head}'")
+    return None
 

@@ -61,11 +61,12 @@ class AuthLayer:
         if user is None or user.is_admin:
             return
         access, resource = route.access.name, route.resource.name
+        check = functools.partial(self.guard.authorize, user, access, resource, params, path_params,
+                                  endpoint=f"{route.method} {route.path}")
         try:
-            self.guard.authorize(user, access, resource, params, path_params, db=False)
+            check(db=False)
         except NeedsDatabase:
-            await run_in_threadpool(functools.partial(self.guard.authorize, user, access, resource, params,
-                                                      path_params))
+            await run_in_threadpool(check)
 
     def restrict(self, what: str):
         """The filter for the current request's search over `what`, or None (no user, or an admin)."""

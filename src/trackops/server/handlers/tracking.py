@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trackops.auth import requested
 from trackops.entities import (
     Dataset,
     DatasetInput,
@@ -267,7 +268,7 @@ def get_metric_history(ctx, p: Params, _path) -> dict:
 @route("GET", "/mlflow/metrics/get-history-bulk", Access.READ, Resource.RUN)
 def get_metric_history_bulk(ctx, p: Params, _path) -> dict:
     """The UI's history of one metric for several runs (repeated ``run_id``), each point with its run."""
-    run_ids = [str(r) for r in p.list("run_id")]
+    run_ids = requested.run_ids(p)  # the same ids the auth guard checks
     if not run_ids:
         raise InvalidParameterValue("GetMetricHistoryBulk request must specify at least one run_id.")
     if len(run_ids) > MAX_BULK_RUNS:
@@ -289,7 +290,7 @@ def get_metric_history_bulk(ctx, p: Params, _path) -> dict:
 
 @route("GET", "/mlflow/metrics/get-history-bulk-interval", Access.READ, Resource.RUN)
 def get_metric_history_bulk_interval(ctx, p: Params, _path) -> dict:
-    run_ids = [str(r) for r in p.list("run_ids")]
+    run_ids = requested.run_ids(p)  # the same ids the auth guard checks
     if not run_ids:
         raise BadRequest("Missing value for required parameter 'run_ids'.")
     if len(run_ids) > MAX_BULK_RUNS:
