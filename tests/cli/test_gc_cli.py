@@ -64,7 +64,7 @@ def test_json_after_deleting_reports_counts(capsys, sqlite_seed):
     assert data["plan"]["totals"]["files"] == 6  # with --yes, counted by the deletion itself
 
 
-def test_exit_codes_bad_age_2_locked_11_partial_3(capsys, sqlite_seed, s3):
+def test_exit_codes_bad_age_2_locked_11_partial_3(capsys, sqlite_seed, s3, monkeypatch):
     eid = sqlite_seed.experiment("e")
     sqlite_seed.runs(eid, 1, stage="deleted")
     assert run(capsys, "gc", *where(sqlite_seed), "--older-than", "3 days")[0] == 2
@@ -72,6 +72,7 @@ def test_exit_codes_bad_age_2_locked_11_partial_3(capsys, sqlite_seed, s3):
     with hold_lock(sqlite_seed.url):
         code, _, err = run(capsys, "gc", *where(sqlite_seed), "--yes")
     assert code == 11 and "lock" in err
+    monkeypatch.setenv("TRACKOPS_DEFAULT_ARTIFACT_ROOT", "s3://no-such-bucket-for-gc")  # a root gc owns
     bad = sqlite_seed.experiment("bad", location="s3://no-such-bucket-for-gc/x")
     sqlite_seed.runs(bad, 1, stage="deleted", files=0)
     code, _, err = run(capsys, "gc", *where(sqlite_seed), "--yes")

@@ -395,7 +395,8 @@ def test_a_run_whose_files_cannot_be_deleted_is_reported_and_the_rest_go(sqlite_
                                                  artifact_uri=f"{missing_bucket}/{bad}/artifacts"))
         conn.execute(schema.params.insert().values(key="k", value="v", run_uuid=bad))
 
-    report = gc(sqlite_seed.settings())
+    # The bucket is a root gc owns (else its files would be kept, not attempted).
+    report = gc(sqlite_seed.settings().replace(default_artifact_root=missing_bucket))
 
     assert report.deleted["runs"] == 2 and [f.id for f in report.failures] == [bad]
     assert "bucket" in report.failures[0].reason

@@ -44,8 +44,9 @@ def test_fixture_gc_takes_the_deleted_runs_and_experiment_and_mlflow_still_loads
     deleted = {r["name"]: r["run_id"] for r in manifest["runs"] if r["lifecycle_stage"] == "deleted"}
     files_before = {p for p in artifacts.rglob("*") if p.is_file()}
 
-    report = gc(Settings(backend_store_uri=url, artifacts_destination=str(tmp_path / "dest")), orphans=True,
-                orphan_age="0s")
+    # The fixtures' experiments sit in one folder: that folder is the root gc is given.
+    report = gc(Settings(backend_store_uri=url, artifacts_destination=str(tmp_path / "dest"),
+                         default_artifact_root=artifacts.as_uri()), orphans=True, orphan_age="0s")
 
     assert report.ok and report.deleted["runs"] == 3 and report.deleted["experiments"] == 1
     assert report.plan.orphans == [] and report.plan.held == []
@@ -89,7 +90,8 @@ def test_runs_mlflow_registered_or_logged_a_model_from_are_held_and_mlflow_loads
         client.delete_run(run_id)
     mlflow.set_tracking_uri(url)
 
-    report = gc(Settings(backend_store_uri=url, artifacts_destination=str(tmp_path / "dest")))
+    report = gc(Settings(backend_store_uri=url, artifacts_destination=str(tmp_path / "dest"),
+                         default_artifact_root=(tmp_path / "arts").as_uri()))
 
     held = {h.id: h.reason for h in report.plan.held}
     assert set(held) == {runs["registered"], runs["logged"]} and model.model_id in held[runs["logged"]]

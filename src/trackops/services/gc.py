@@ -43,7 +43,7 @@ def plan(settings: Settings, engine: sa.Engine, selection: Selection, *, orphans
          orphan_age: str | None = None, now: int | None = None, scan_files: bool = True) -> GcPlan:
     """Build the plan on `engine` (no lock taken here; the caller holds it when it will execute)."""
     now = now_ms() if now is None else now
-    places = Places(settings.artifacts_destination)
+    places = Places(settings.artifacts_destination, settings.default_artifact_root)
     database = hide_password(engine.url)
     with connect_errors(engine.url), engine.connect() as conn:
         _check_head(conn, database)
@@ -90,7 +90,7 @@ def gc(settings: Settings, *, older_than: str | None = None, run_ids: Sequence[s
                 return report
             if confirm is not None and not confirm(the_plan):
                 raise TrackopsError("gc cancelled; nothing was deleted")
-            executor = Executor(engine, Places(settings.artifacts_destination), progress)
+            executor = Executor(engine, Places(settings.artifacts_destination, settings.default_artifact_root), progress)
             started_at = now_ms()
             try:
                 with connect_errors(url):

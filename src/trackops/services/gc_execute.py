@@ -11,6 +11,8 @@ Order, and why:
    "already gone" counts as success.
 3. Orphaned prefixes last: nothing references them.
 
+No target outside the plan's artifact roots (`gc_roots`) is ever deleted, whatever the plan says.
+
 On S3, targets that share a folder are found with one listing of that folder and deleted with
 DeleteObjects, 1000 keys a call, by a pool of workers; single targets are deleted in parallel.
 A failing item is reported and the others go on: the report's `failures` says which and why.
@@ -28,7 +30,7 @@ import sqlalchemy as sa
 
 from trackops.artifacts.base import DeleteFailure, DeleteResult
 from trackops.errors import TrackopsError
-from trackops.services import gc_rows
+from trackops.services import gc_roots, gc_rows
 from trackops.services.gc_plan import ArtifactTarget, GcItem, GcPlan, Places, files_by_target, group_targets
 
 CHUNK_ITEMS = 500
@@ -99,11 +101,13 @@ class Executor:
         self.engine, self.places, self.workers = engine, places, workers
         self.progress = progress or (lambda event: None)
         self.scanned = True
+        self.roots: list[str] = []
 
     def run(self, plan: GcPlan, report: GcReport | None = None) -> GcReport:
         started = time.monotonic()
         report = report or GcReport(plan)
         self.scanned = plan.scanned
+        self.roots = list(plan.roots)
         total = sum(1 for _ in plan.items()) + len(plan.orphans)
         self.progress(GcEvent("start", total=total))
         failed_experiments: dict[str, str] = {}
@@ -183,6 +187,11 @@ class Executor:
                 owner[id(t)] = item
                 targets.append(t)
         errors: dict[str, str] = {}
+        # The plan only holds targets inside its roots; checked again here so that no path that
+        # reached a plan some other way is ever deleted outside them.
+        for t in [t for t in targets if not gc_roots.owned(t.uri, self.roots)]:
+            targets.remove(t)
+            errors.setdefault(owner[id(t)].id, f"refused: {t.uri} is outside the artifact roots")
         if not targets:
             return errors
         for target, outcome in self._delete_targets(targets, report):
@@ -255,6 +264,12 @@ class Executor:
     # -- orphans -------------------------------------------------------------------------------
 
     def _orphans(self, orphans: Sequence[ArtifactTarget], report: GcReport) -> None:
+        if not orphans:
+            return
+        for target in [t for t in orphans if not gc_roots.owned(t.uri, self.roots)]:
+            orphans = [t for t in orphans if t is not target]
+            report.failures.append(Failure("orphan", target.uri, "refused: outside the artifact roots"))
+            self._advance(report, 1)
         if not orphans:
             return
 

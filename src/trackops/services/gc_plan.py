@@ -40,7 +40,7 @@ from trackops.artifacts.registry import repository_for
 from trackops.artifacts.s3 import S3ArtifactRepository
 from trackops.db import schema
 from trackops.errors import TrackopsError, UsageError
-from trackops.services import gc_rows
+from trackops.services import gc_roots, gc_rows
 
 DELETED = "deleted"
 TRACE_LOCATION_TAG = "mlflow.artifactLocation"
@@ -132,7 +132,8 @@ class GcPlan:
     ``to_json()`` shape (additive only): ``database``, ``older_than``, ``cutoff_ms``, ``runs``,
     ``logged_models``, ``traces``, ``experiments`` (lists of ``{id, experiment_id, artifacts: [{uri,
     files, bytes}]}``), ``orphans`` (``[{uri, files, bytes}]``), ``held`` (``[{kind, id, reason}]``),
-    ``rows`` (``{table: count}``; ``"<table> (null)"`` counts keys set to NULL), ``totals``.
+    ``rows`` (``{table: count}``; ``"<table> (null)"`` counts keys set to NULL), ``totals``,
+    ``roots`` (the canonical artifact roots gc may delete inside).
     """
 
     database: str
@@ -146,6 +147,7 @@ class GcPlan:
     held: list[Held] = dataclasses.field(default_factory=list)
     rows: dict[str, int] = dataclasses.field(default_factory=dict)
     orphan_cutoff_ms: int | None = None
+    roots: list[str] = dataclasses.field(default_factory=list)  # where gc may delete (gc_roots)
     # False when the item targets were not listed while planning (gc --yes): their files and bytes
     # are then filled in by the deletion itself, so the store is listed once, not twice.
     scanned: bool = True
@@ -177,6 +179,7 @@ class GcPlan:
             "experiments": [i.to_json() for i in self.experiments],
             "orphans": [t.to_json() for t in self.orphans],
             "held": [h.to_json() for h in self.held],
+            "roots": list(self.roots),
             "rows": dict(sorted(self.rows.items())),
             "totals": {"runs": len(self.runs), "logged_models": len(self.logged_models),
                        "traces": len(self.traces), "experiments": len(self.experiments),
@@ -192,8 +195,9 @@ class GcPlan:
 class Places:
     """Canonical URIs for stored artifact URIs, and repositories for canonical roots (cached)."""
 
-    def __init__(self, artifacts_destination: str | None):
+    def __init__(self, artifacts_destination: str | None, default_artifact_root: str | None = None):
         self.destination = artifacts_destination
+        self.default_artifact_root = default_artifact_root
         self._repos: dict[str, ArtifactRepository] = {}
         self._prefixes: dict[str, str | None] = {}
 
@@ -551,18 +555,28 @@ def build_plan(conn: sa.Connection, places: Places, selection: Selection, *, dat
                 item.artifacts.append(target)
             trace_items.append(item)
 
-    # 7. Experiment-wide targets cover the members inside them.
+    # 7. Only what gc owns: targets inside the artifact roots that overlap no live row (gc_roots).
+    plan.roots = gc_roots.artifact_roots(conn, places)
+    doomed = {"runs": set(keep_runs), "logged_models": set(keep_models), "experiments": set(final_exps)}
+    kept = set()
+    for kind, key, reason in gc_roots.confine(
+            conn, places, plan.roots, exp_target, final_exps, locations,
+            [run_items[r] for r in keep_runs] + [lm_items[m] for m in keep_models] + trace_items, doomed):
+        plan.held.append(Held(kind, key, reason))
+        kept.add((kind, key))
+
+    # 8. Experiment-wide targets cover the members inside them.
     for eid in final_exps:
-        plan.experiments.append(GcItem("experiment", eid, eid, [exp_target[eid]]))
+        plan.experiments.append(GcItem("experiment", eid, eid, [exp_target[eid]] if eid in exp_target else []))
     for item in [run_items[r] for r in keep_runs] + [lm_items[m] for m in keep_models] + trace_items:
-        if item.experiment_id in exp_target and item.experiment_id in final_exps:
+        if item.experiment_id in exp_target and item.experiment_id in final_exps and (item.kind, item.id) not in kept:
             if all(within(t.uri, exp_target[item.experiment_id].uri) for t in item.artifacts):
                 item.artifacts, item.covered_by = [], item.experiment_id
     plan.runs = [run_items[r] for r in keep_runs]
     plan.logged_models = [lm_items[m] for m in keep_models]
     plan.traces = trace_items
 
-    # 8. Rows and files (counted here only when someone will look before the deletion).
+    # 9. Rows and files (counted here only when someone will look before the deletion).
     plan.scanned = scan_files
     if scan_files:
         for root, items in (("runs", plan.runs), ("logged_models", plan.logged_models),

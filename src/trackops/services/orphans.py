@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from trackops.db import schema
 from trackops.errors import TrackopsError
+from trackops.services import gc_roots
 from trackops.services.gc_plan import TRACE_LOCATION_TAG, ArtifactTarget, Places, scan
 
 RUN_NAME = re.compile(r"^[0-9a-f]{32}$")
@@ -58,6 +59,9 @@ def find_orphans(conn: sa.Connection, places: Places, *, cutoff_s: float,
     destination = places.try_canonical(places.destination) if places.destination else None
     if destination and destination not in containers:
         containers[destination] = True
+    # Only inside what gc owns: a location outside the artifact roots is never swept.
+    roots = gc_roots.artifact_roots(conn, places)
+    containers = {c: d for c, d in containers.items() if (d and c in roots) or gc_roots.owned(c, roots)}
 
     # 1. List first.
     candidates: dict[str, list[str]] = {}  # container -> candidate relative paths
