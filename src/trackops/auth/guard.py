@@ -45,6 +45,7 @@ class Unauthenticated(StoreError):
 
     error_code = "UNAUTHENTICATED"
     http_status = 401
+    headers = {"WWW-Authenticate": 'Basic realm="trackops"'}  # RFC 7235: a 401 names its scheme
 
 
 class PermissionDenied(StoreError):

@@ -66,7 +66,9 @@ class FastJSONResponse(Response):
 def error_response(exc: TrackopsError) -> Response:
     """MLflow error JSON for a `TrackopsError`: store errors carry their code; the rest map by kind."""
     if isinstance(exc, StoreError):
-        return FastJSONResponse(error_json(exc.error_code, exc.message), status_code=exc.http_status)
+        # `headers`: an auth error's WWW-Authenticate / Retry-After (trackops.auth.guard)
+        return FastJSONResponse(error_json(exc.error_code, exc.message), status_code=exc.http_status,
+                                headers=getattr(exc, "headers", None))
     if isinstance(exc, InvalidArtifactPath):
         return FastJSONResponse(error_json("INVALID_PARAMETER_VALUE", f"Invalid path: {exc.reason}"),
                                 status_code=400)
