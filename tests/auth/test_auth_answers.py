@@ -49,6 +49,9 @@ def test_an_experiment_id_that_is_not_ascii_digits_is_a_400(client, value):
     for headers in (READER, ADMIN):
         response = client.get(API + "/experiments/get", params={"experiment_id": value}, headers=headers)
         assert response.status_code in (400, 404), (value, response.text)
+    grant = client.post(API + "/experiments/permissions/create", headers=ADMIN,
+                        json={"experiment_id": value, "username": "reader", "permission": "EDIT"})
+    assert grant.status_code == 400, (value, grant.text)
     response = client.post(API + "/runs/create", json={"experiment_id": value}, headers=READER)
     assert response.status_code in (400, 403, 404), (value, response.text)
     assert response.status_code != 500

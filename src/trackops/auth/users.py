@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from trackops.auth import passwords
 from trackops.auth.permissions import Permission
+from trackops.auth.requested import is_ascii_id
 from trackops.auth.tables import experiment_permissions as EP
 from trackops.auth.tables import registered_model_permissions as RMP
 from trackops.auth.tables import tokens as T
@@ -102,10 +103,11 @@ def split_token(token: str) -> tuple[str, str] | None:
 
 def resource_key(kind: str, resource: str | int) -> str | int:
     if kind == EXPERIMENT:
-        try:
-            return int(str(resource))
-        except ValueError:
-            raise UsageError(f"experiment id must be a number, not {resource!r}") from None
+        if isinstance(resource, int) and not isinstance(resource, bool):
+            return resource
+        if not is_ascii_id(str(resource)):  # int() also takes '²', '١' and ' 1'
+            raise UsageError(f"experiment id must be a number, not {resource!r}")
+        return int(str(resource))
     if kind == REGISTERED_MODEL:
         if not str(resource):
             raise UsageError("registered model name is empty")
