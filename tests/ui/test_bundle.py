@@ -83,6 +83,17 @@ def test_a_ui_dir_without_index_html_is_a_usage_error_with_a_hint(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()  # refused before touching the database
 
 
+def test_info_names_the_bundle_serve_would_show(tmp_path):
+    bundle = make_bundle(tmp_path / "bundle")
+    (bundle / "VERSION").write_text("3.17.2\n")
+    env = {**os.environ, "TRACKOPS_UI_DIR": str(bundle)}
+    result = subprocess.run([sys.executable, "-m", "trackops", "info", "--json"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["ui"] == {"source": "ui-dir", "path": str(bundle.resolve()),
+                                               "mlflow_version": "3.17.2"}
+
+
 def test_static_prefix_is_normalised_and_refuses_what_is_not_a_path():
     assert normalise_prefix("mlflow/") == "/mlflow" and normalise_prefix("/") is None
     for bad in ("/a/../b", "/a b", "/x?y"):
@@ -169,6 +180,23 @@ def test_serve_hands_the_bundle_and_prefix_to_its_workers(start_trackops_server,
     body = json.loads(_get(server.url + "/mlflow/ajax-api/2.0/mlflow/experiments/search?max_results=5")[2])
     assert [e["name"] for e in body["experiments"]] == ["Default"]
     assert "UI: http://127.0.0.1:" in server.output() and "/mlflow/" in server.output()
+
+
+def test_with_auth_the_page_asks_for_credentials_and_static_files_stay_open(start_trackops_server, tmp_path):
+    import base64
+    import urllib.error
+
+    bundle = make_bundle(tmp_path / "bundle", "signed in")
+    server = start_trackops_server("--auth", "--ui-dir", str(bundle),
+                                   env={"TRACKOPS_ADMIN_USERNAME": "root", "TRACKOPS_ADMIN_PASSWORD": "admin-password-1"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _get(server.url + "/")
+    assert refused.value.code == 401 and refused.value.headers["WWW-Authenticate"].startswith("Basic")
+    credentials = base64.b64encode(b"root:admin-password-1").decode()
+    request = urllib.request.Request(server.url + "/", headers={"Authorization": f"Basic {credentials}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert b"signed in" in response.read()
+    assert _get(server.url + "/static-files/static/js/main.0123abcd.js")[0] == 200
 
 
 @needs_mlflow_bundle

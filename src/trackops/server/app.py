@@ -247,7 +247,18 @@ def create_app(ctx: ServerContext, routes: list[Route]) -> Starlette:
     def asset_missing(request: Request) -> Response:
         return FastJSONResponse(error_json("ENDPOINT_NOT_FOUND", f"No file {request.url.path}"), status_code=404)
 
-    starlette_routes += ui_routes(ctx.ui or UiBundle("none"), asset_missing)  # after the API routes
+    gate = None
+    if ctx.auth is not None:  # like mlflow's basic-auth app: / asks for credentials, /static-files does not
+        page = Route("GET", "/", handler=None, access=Access.READ)
+
+        async def gate(request: Request) -> Response | None:
+            try:
+                await ctx.auth.authenticate(request, page)
+            except TrackopsError as exc:
+                return error_response(exc)
+            return None
+
+    starlette_routes += ui_routes(ctx.ui or UiBundle("none"), asset_missing, gate)  # after the API routes
     if ctx.static_prefix:  # /mlflow answers nothing but its redirect to /mlflow/, as in mlflow server
         starlette_routes = [Mount(ctx.static_prefix, routes=starlette_routes)]
     app = Starlette(routes=starlette_routes, exception_handlers={HTTPException: not_found, Exception: crash})

@@ -175,8 +175,12 @@ def _file_response(request: Request, path: Path, cache_control: str, expires: bo
                         content_disposition_type="inline")
 
 
-def ui_routes(bundle: UiBundle, not_found: Any) -> list[Route]:
-    """``/`` and ``/static-files/{path}`` for a bundle; the fallback page when there is none."""
+def ui_routes(bundle: UiBundle, not_found: Any, gate: Any = None) -> list[Route]:
+    """``/`` and ``/static-files/{path}`` for a bundle; the fallback page when there is none.
+
+    `gate(request)` (with --auth) returns an error response for a request without valid
+    credentials: it guards ``/`` only, as MLflow's basic-auth app leaves static files open.
+    """
     if bundle.source == "disabled":
         return []
     if not bundle.served:
@@ -187,6 +191,9 @@ def ui_routes(bundle: UiBundle, not_found: Any) -> list[Route]:
     root = Path(bundle.path).resolve()
 
     async def index(request: Request) -> Response:
+        refused = await gate(request) if gate is not None else None
+        if refused is not None:
+            return refused
         page = root / "index.html"
         if not page.is_file():  # the bundle went away under a running server
             return HTMLResponse(missing_page(), headers={"cache-control": "no-cache"})
