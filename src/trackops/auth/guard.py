@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 from trackops.auth import requested
 from trackops.auth.permissions import DEFAULT_PERMISSION, Permission
+from trackops.auth.throttle import FailureThrottle
 from trackops.auth.users import EXPERIMENT, REGISTERED_MODEL, AuthStore, User, now_ms
 from trackops.db import schema
 from trackops.errors import InvalidParameterValue, ResourceDoesNotExist, StoreError
@@ -46,6 +47,17 @@ class Unauthenticated(StoreError):
     error_code = "UNAUTHENTICATED"
     http_status = 401
     headers = {"WWW-Authenticate": 'Basic realm="trackops"'}  # RFC 7235: a 401 names its scheme
+
+
+class Throttled(StoreError):
+    """Too many failed logins for this name or from this address (HTTP 429, with Retry-After)."""
+
+    error_code = "REQUEST_LIMIT_EXCEEDED"
+    http_status = 429
+
+    def __init__(self, seconds: int):
+        super().__init__(f"Too many failed logins; try again in {seconds} s. " + AUTH_HINT)
+        self.headers = {"Retry-After": str(seconds)}
 
 
 class PermissionDenied(StoreError):
@@ -106,12 +118,14 @@ class Guard:
     """Authentication and authorization for one server worker (thread-safe)."""
 
     def __init__(self, engine: sa.Engine, *, default_permission: Permission | str = DEFAULT_PERMISSION,
-                 cache: SecretCache | None = None, epoch_interval: float = 0.5):
+                 cache: SecretCache | None = None, epoch_interval: float = 0.5,
+                 throttle: FailureThrottle | None = None):
         self.engine = engine
         self.store = AuthStore(engine)
         self.default = Permission.parse(default_permission)
         self.cache = cache if cache is not None else SecretCache(*cache_settings())
         self._pepper = os.urandom(32)
+        self.throttle = throttle if throttle is not None else FailureThrottle()
         self._perms = _LRU(20_000)
         self._owners = _LRU(20_000)  # run / logged model -> experiment id: never changes
         self.watch = epoch.EpochWatch(engine, self._epoch_moved, interval=epoch_interval)
@@ -149,8 +163,12 @@ class Guard:
             return None
         return User(data["i"], data["u"], data["a"])
 
-    def authenticate(self, header: str | None) -> User:
-        """The user the Authorization header proves, or `Unauthenticated` (cached, else verified)."""
+    def authenticate(self, header: str | None, client: str | None = None) -> User:
+        """The user the Authorization header proves, or `Unauthenticated` (cached, else verified).
+
+        `client` is the caller's address, for `FailureThrottle`: past its limits an attempt is
+        refused with `Throttled` before any hashing.
+        """
         user = self.cached_user(header)
         if user is not None:
             return user
@@ -158,6 +176,10 @@ class Guard:
         if parsed is None:
             raise Unauthenticated("You are not authenticated. " + AUTH_HINT)
         kind, first, second = parsed
+        name = first if kind == "basic" else None  # a token names no user until it is verified
+        wait = self.throttle.retry_after(name, client)
+        if wait is not None:
+            raise Throttled(wait)
         expires = None
         generation = self._generation
         if kind == "basic":
@@ -166,7 +188,9 @@ class Guard:
             found = self.store.authenticate_token(first)
             user, expires = found if found else (None, None)
         if user is None:
+            self.throttle.failed(name, client)
             raise Unauthenticated("Invalid credentials. " + AUTH_HINT)
+        self.throttle.succeeded(name)
         value = json.dumps({"i": user.id, "u": user.username, "a": user.is_admin, "x": expires}).encode()
         with self._clearing:
             if generation == self._generation:

@@ -53,7 +53,8 @@ class AuthLayer:
         header = request.headers.get("authorization")
         user = guard.cached_user(header)
         if user is None:
-            user = await run_in_threadpool(guard.authenticate, header)
+            client = request.client.host if request.client is not None else None
+            user = await run_in_threadpool(guard.authenticate, header, client)
         current_user.set(user)
         return user
 
