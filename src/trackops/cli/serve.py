@@ -65,6 +65,31 @@ def serve(
         "--access-log/--no-access-log",
         help="Log one line per request on stderr: client, method, path, status, user, duration (never "
              "headers, bodies or query strings).")] = True,
+    allowed_hosts: Annotated[str | None, typer.Option(
+        "--allowed-hosts", metavar="HOSTS",
+        help="Comma-separated Host headers to accept (DNS rebinding protection); * in a name matches anything, "
+             "* alone accepts all. Env: TRACKOPS_ALLOWED_HOSTS, then MLFLOW_SERVER_ALLOWED_HOSTS. Default: "
+             "localhost, 127.0.0.1, [::1], 0.0.0.0 on any port, private IPs (10.*, 192.168.*, 172.16-31.*) "
+             "and --host.")] = None,
+    cors_allowed_origins: Annotated[str | None, typer.Option(
+        "--cors-allowed-origins", metavar="ORIGINS",
+        help="Comma-separated origins (https://app.example, https://*.corp.example) whose pages may call the "
+             "API; cross-origin writes from others get 403. * allows any origin without credentials. Env: "
+             "TRACKOPS_CORS_ALLOWED_ORIGINS, then MLFLOW_SERVER_CORS_ALLOWED_ORIGINS. Default: localhost "
+             "origins on any port.")] = None,
+    x_frame_options: Annotated[str | None, typer.Option(
+        "--x-frame-options", metavar="VALUE",
+        help="X-Frame-Options on every response: SAMEORIGIN (default), DENY, or NONE (no header). Env: "
+             "TRACKOPS_X_FRAME_OPTIONS, then MLFLOW_SERVER_X_FRAME_OPTIONS.")] = None,
+    frame_ancestors: Annotated[str | None, typer.Option(
+        "--frame-ancestors", metavar="SITES",
+        help="Comma-separated sites that may show the UI in an iframe (https://portal.example); sent as "
+             "Content-Security-Policy: frame-ancestors 'self' SITES instead of X-Frame-Options. Env: "
+             "TRACKOPS_FRAME_ANCESTORS.")] = None,
+    disable_security_middleware: Annotated[bool, typer.Option(
+        "--disable-security-middleware",
+        help="DANGEROUS: no host check, no CORS protection, no security headers (for testing only). Env: "
+             "TRACKOPS_DISABLE_SECURITY_MIDDLEWARE, then MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE.")] = False,
 ) -> int:
     """Run an MLflow-compatible tracking server (REST API 2.0, proxied artifacts, model registry).
 
@@ -78,6 +103,9 @@ def serve(
 
       trackops serve --backend-store-uri postgresql://mlflow@db/mlflow \\
         --artifacts-destination s3://bucket/mlartifacts --host 0.0.0.0 --workers 4
+
+      trackops serve --host 0.0.0.0 --allowed-hosts "mlflow.example.com" \\
+        --frame-ancestors "https://portal.example.com"
     """
     import uvicorn
 
@@ -87,12 +115,17 @@ def serve(
                              default_artifact_root=default_artifact_root, host=host, port=port)
     from trackops.server.ui import locate_bundle, normalise_prefix
 
+    from trackops.server.security import resolve_flags
+
+    security = resolve_flags(allowed_hosts=allowed_hosts, cors_allowed_origins=cors_allowed_origins,
+                             x_frame_options=x_frame_options, frame_ancestors=frame_ancestors,
+                             disable_security_middleware=disable_security_middleware)
     bundle = locate_bundle(ui_dir=ui_dir, disabled=no_ui)
     report = preflight(settings, upgrade=upgrade, serve_artifacts=serve_artifacts, workers=workers, auth=auth,
                        default_permission=default_permission.upper(),
                        artifacts_credentials_secret=artifacts_credentials_secret, access_log=access_log,
                        ui_source=bundle.source, ui_dir=bundle.path, ui_mlflow_version=bundle.mlflow_version,
-                       static_prefix=normalise_prefix(static_prefix))
+                       static_prefix=normalise_prefix(static_prefix), **security)
     config = report.config
     if report.created:
         console.print(f"Created the database {report.database} at head {report.revision}.", markup=False)
@@ -103,6 +136,8 @@ def serve(
     console.print(f"Serving {report.database} on http://{config.host}:{config.port} "
                   f"(artifacts: {where}; workers: {config.workers})", markup=False, soft_wrap=True)
     console.print(f"UI: {_ui_line(bundle, config)}", markup=False, soft_wrap=True)
+    for warning in _security_warnings(config):
+        console.print(f"WARNING: {warning}", markup=False, soft_wrap=True)
     os.environ[CONFIG_ENV] = config.to_env()
     gc_thread = None
     if gc_interval:
@@ -130,3 +165,15 @@ def _ui_line(bundle, config) -> str:
         return "disabled (--no-ui)"
     return (f"http://{config.host}:{config.port}{config.static_prefix or ''}/ "
             f"(MLflow {bundle.mlflow_version or '?'} from {bundle.source})")
+
+
+def _security_warnings(config) -> list[str]:
+    """MLflow's warnings for the settings that take a protection away."""
+    if config.disable_security_middleware:
+        return ["security middleware disabled: no host check, no CORS protection, no security headers."]
+    out = []
+    if config.allowed_hosts == "*":
+        out.append("Accepting ALL hosts. This may leave the server vulnerable to DNS rebinding attacks.")
+    if config.cors_allowed_origins and "*" in config.cors_allowed_origins.split(","):
+        out.append("Allowing ALL origins for CORS. This allows ANY website to access your MLflow data.")
+    return out

@@ -81,10 +81,17 @@ def build_app(config: ServeConfig) -> Starlette:
     return create_app(build_context(config), routes())
 
 
+def serve_app(config: ServeConfig):
+    """`build_app` behind the host/origin/frame protection (server/security.py), as a worker serves it."""
+    from trackops.server.security import SecurityOptions, secure
+
+    return secure(build_app(config), SecurityOptions.from_config(config))
+
+
 def app_from_env():
     """The uvicorn factory: the app for the `ServeConfig` the parent put in the environment."""
     config = ServeConfig.from_env()
-    app = build_app(config)
+    app = serve_app(config)
     if config.access_log:
         from trackops.server.access_log import AccessLogMiddleware
 

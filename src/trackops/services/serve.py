@@ -56,6 +56,12 @@ class ServeConfig:
     ui_mlflow_version: str | None = None
     static_prefix: str | None = None  # UI and API under this path, as mlflow server --static-prefix
     access_log: bool = True
+    # Host, origin and frame protection (server/security.py), MLflow's --allowed-hosts and friends
+    allowed_hosts: str | None = None  # comma-separated; None: localhost, private ranges and --host
+    cors_allowed_origins: str | None = None
+    x_frame_options: str = "SAMEORIGIN"
+    frame_ancestors: str | None = None  # sites that may embed the UI (Content-Security-Policy)
+    disable_security_middleware: bool = False
 
     def to_env(self) -> str:
         return json.dumps(dataclasses.asdict(self))
