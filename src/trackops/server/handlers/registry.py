@@ -11,10 +11,11 @@ import json
 from typing import Any
 
 from trackops.entities import LoggedModelTag, ModelVersionTag, RegisteredModelTag
-from trackops.errors import InvalidParameterValue, StoreError
+from trackops.errors import InvalidParameterValue, ResourceDoesNotExist, StoreError
 from trackops.server import serialize as ser
 from trackops.server.protocol import BadRequest, Params
 from trackops.server.routing import Access, Resource, route
+from trackops.stores.locations import validate_model_version_source
 
 MODEL_VERSIONS_TAG = "mlflow.modelVersions"
 SEARCH_MODELS_DEFAULT = 100
@@ -149,13 +150,32 @@ def get_by_alias(ctx, p: Params, _path) -> dict:
 @route("POST", "/mlflow/model-versions/create", Access.EDIT, Resource.REGISTERED_MODEL)
 def create_model_version(ctx, p: Params, _path) -> dict:
     name, model_id = _name(p), p.str("model_id") or None
+    source, run_id = p.str("source", required=True), p.str("run_id") or None
+    validate_model_version_source(source, run_id, model_id, run_artifact_uri=lambda r: _run_uri(ctx, r),
+                                  model_location=lambda m: _model_location(ctx, m))
     version = _store(ctx).create_model_version(
-        name, p.str("source", required=True), run_id=p.str("run_id") or None,
+        name, source, run_id=run_id,
         tags=_tags(p.list("tags"), ModelVersionTag), run_link=p.str("run_link") or None,
         description=p.str("description") or None, model_id=model_id)
     if model_id and ctx.logged_models is not None:
         _record_on_logged_model(ctx, name, str(version.version), model_id)
     return {"model_version": ser.model_version(version)}
+
+
+def _run_uri(ctx, run_id: str) -> str | None:
+    try:
+        return ctx.tracking.get_run(run_id).info.artifact_uri
+    except ResourceDoesNotExist:
+        return None
+
+
+def _model_location(ctx, model_id: str) -> str | None:
+    if ctx.logged_models is None:
+        return None
+    try:
+        return ctx.logged_models.get_logged_model(model_id).artifact_location
+    except ResourceDoesNotExist:
+        return None
 
 
 def _record_on_logged_model(ctx, name: str, version: str, model_id: str) -> None:

@@ -20,10 +20,14 @@ from trackops.entities import (
     Param,
     RunTag,
 )
-from trackops.errors import InvalidParameterValue, ResourceDoesNotExist
+from trackops.artifacts.registry import split_artifact_uri
+from trackops.auth.guard import PermissionDenied
+from trackops.errors import InvalidParameterValue, ResourceDoesNotExist, TrackopsError
 from trackops.server import serialize as ser
 from trackops.server.protocol import BadRequest, Params, metric_value
 from trackops.server.routing import Access, Resource, route
+from trackops.stores.uris import resolve_uri_if_local
+from trackops.stores.locations import validate_experiment_location
 
 MAX_HISTORY_PAGE = 25_000
 MAX_BULK_RUNS = 100
@@ -73,10 +77,36 @@ def _checked_metric(item: Any, field: str) -> Metric:
 
 @route("POST", "/mlflow/experiments/create", Access.CREATE)
 def create_experiment(ctx, p: Params, _path) -> dict:
-    experiment_id = ctx.tracking.create_experiment(
-        p.str("name", required=True), p.str("artifact_location") or None,
-        _tags(p.list("tags"), ExperimentTag))
+    name, location = p.str("name", required=True), p.str("artifact_location") or None
+    if location:
+        validate_experiment_location(location)
+        _require_admin_outside_roots(ctx, location)
+    experiment_id = ctx.tracking.create_experiment(name, location, _tags(p.list("tags"), ExperimentTag))
     return {"experiment_id": experiment_id}
+
+
+def _require_admin_outside_roots(ctx, location: str) -> None:
+    """With --auth, only an administrator may put an experiment outside the server's artifact roots.
+
+    Such a location is trusted by whoever reads or deletes it later (gc keeps its files, but the
+    artifact endpoints serve and write there), so it needs the same trust as configuring a root.
+    """
+    from trackops.server.auth import current_user
+
+    user = current_user.get() if ctx.auth is not None else None
+    if user is None or user.is_admin:
+        return
+    destination = ctx.artifacts.uri if ctx.artifacts is not None else ctx.settings.artifacts_destination
+    for root in (ctx.tracking.artifact_root, destination):
+        try:
+            _, rel = split_artifact_uri(resolve_uri_if_local(location), artifacts_destination=destination,
+                                        within=root)
+        except TrackopsError:
+            continue
+        if rel:
+            return
+    raise PermissionDenied(f"Permission denied: only administrators may create an experiment whose artifact "
+                           f"location is outside the server's artifact root (user '{user.username}').")
 
 
 @route("GET", "/mlflow/experiments/get", Access.READ, Resource.EXPERIMENT)
