@@ -179,6 +179,7 @@ class SecurityMiddleware:
         self.options = options
         hosts = options.hosts()
         self.hosts = None if "*" in hosts else Patterns(hosts)
+        self.host_allowed: dict[bytes | None, bool] = {}
         self.any_origin = "*" in options.cors_allowed_origins
         self.origins = Patterns(options.cors_allowed_origins)
         self.local_origins: dict[str, bool] = {}
@@ -209,14 +210,13 @@ class SecurityMiddleware:
             elif key == b"access-control-request-headers":
                 request_headers = value
         path = scope["path"]
-        host_text = host.decode("latin-1") if host is not None else ""
-        if self.hosts is not None and host_text not in self.hosts and path not in self.probes:
-            await plain(send, 403, INVALID_HOST_MSG)
-            return
+        if self.hosts is not None and not self.host_allowed.get(host, False) and path not in self.probes:
+            if host is None or not self.check_host(host):
+                await plain(send, 403, INVALID_HOST_MSG)
+                return
         cors: tuple = ()
         if origin is not None:
-            origin_text = origin.decode("latin-1")
-            allowed = self.origin_allowed(origin_text, host_text)
+            allowed = self.origin_allowed(origin.decode("latin-1"), host.decode("latin-1") if host else "")
             method = scope["method"]
             if method == "OPTIONS" and request_method is not None:
                 await self.preflight(send, origin, allowed, request_method, request_headers)
@@ -240,6 +240,14 @@ class SecurityMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    def check_host(self, host: bytes) -> bool:
+        """The allowed-hosts match for a Host header not seen yet; remembered (raw bytes) for the next request."""
+        allowed = host.decode("latin-1") in self.hosts
+        if len(self.host_allowed) >= CACHE_SIZE:
+            self.host_allowed.clear()
+        self.host_allowed[host] = allowed
+        return allowed
 
     def origin_allowed(self, origin: str, host: str) -> bool:
         """Localhost origins, the allowed origins, and the server's own origin (once its host passed)."""
