@@ -258,6 +258,10 @@ def create_app(ctx: ServerContext, routes: list[Route]) -> Starlette:
                 return error_response(exc)
             return None
 
+    if ctx.auth is not None:  # the admin console (server/admin.py), administrators only; 404 without --auth
+        from trackops.server.admin import admin_routes
+
+        starlette_routes += admin_routes(ctx)
     starlette_routes += ui_routes(ctx.ui or UiBundle("none"), asset_missing, gate)  # after the API routes
     if ctx.static_prefix:  # /mlflow answers nothing but its redirect to /mlflow/, as in mlflow server
         starlette_routes = [Mount(ctx.static_prefix, routes=starlette_routes)]

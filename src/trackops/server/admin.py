@@ -1,0 +1,292 @@
+"""The admin console of `trackops serve --auth`: server-rendered pages under /admin, JSON twins under /admin/api.
+
+- ``/admin`` status: version, database (password hidden), schema revision vs head, artifact
+  destination, this worker's uptime, request and error counts;
+- ``/admin/cleaner``: recent gc passes, what a pass would purge now, and "Run a pass now"
+  (confirm page, then ``gc(..., trigger="admin")``);
+- ``/admin/users``: users with their tokens' ids and names, create a user, reset a password, grant
+  an experiment permission (`AuthStore`, which bumps the auth epoch so other workers follow).
+
+Only administrators: no credentials is 401 with ``WWW-Authenticate``, a non-admin 403. Without
+--auth these routes are not mounted (404 like any unknown path). Every POST needs the double-submit
+CSRF token (cookie and form field) and an Origin (or Referer) whose host is the request's Host.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import jinja2
+import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route as StarletteRoute
+
+from trackops import __version__
+from trackops.auth.permissions import NAMES as PERMISSIONS
+from trackops.auth.users import EXPERIMENT, AuthStore
+from trackops.db import own_schema, revisions, schema
+from trackops.db.engine import hide_password
+from trackops.errors import StoreError, TrackopsError
+from trackops.server.routing import Access, Route
+
+log = logging.getLogger("trackops.server.admin")
+
+CSRF_COOKIE = "trackops_admin_csrf"
+CSRF_FIELD = "csrf_token"
+MAX_FORM = 64 * 1024
+DEFAULT_GC_AGE = "30d"
+GUARD_ROUTE = Route("GET", "/admin", handler=None, access=Access.ADMIN)
+
+_templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates" / "admin")),
+    autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
+
+
+def _size(n: int | None) -> str:
+    n = int(n or 0)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+_templates.filters["when"] = _when
+_templates.filters["size"] = _size
+
+
+class Refused(Exception):
+    """A request the console answers with `status` and a one-line `message` (403 CSRF, 400 bad form)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _safe_uri(uri: str | None) -> str | None:
+    """A URI without any user:password part."""
+    if not uri or "://" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+class Console:
+    """The pages; one per worker, built by `admin_routes(ctx)`."""
+
+    def __init__(self, ctx: Any):
+        self.ctx = ctx
+        self.started = time.time()
+        self.store = AuthStore(ctx.engine)
+        self.gc_age = getattr(ctx, "gc_older_than", None) or DEFAULT_GC_AGE
+
+    # --- access, CSRF, rendering ----------------------------------------------------------------
+
+    async def _admin(self, request: Request):
+        user = await self.ctx.auth.authenticate(request, GUARD_ROUTE)
+        if user is None or not user.is_admin:
+            raise Refused(403, "The admin console is for administrators only.")
+        return user
+
+    def _page(self, request: Request, name: str, code: int = 200, **values: Any) -> Response:
+        token = request.cookies.get(CSRF_COOKIE) or ""
+        fresh = len(token) < 32
+        if fresh:
+            token = secrets.token_urlsafe(32)
+        base = request.scope.get("root_path", "").rstrip("/")  # --static-prefix
+        html = _templates.get_template(name).render(csrf=token, version=__version__, path=request.url.path,
+                                                    base=base, **values)
+        response = HTMLResponse(html, status_code=code, headers={"Cache-Control": "no-store"})
+        if fresh:
+            response.set_cookie(CSRF_COOKIE, token, path=f"{base}/admin", httponly=True, samesite="strict",
+                                secure=request.url.scheme == "https")
+        return response
+
+    async def _form(self, request: Request) -> dict[str, str]:
+        """The POST's fields, after the same-origin and CSRF checks."""
+        host = request.headers.get("host", "")
+        source = request.headers.get("origin") or request.headers.get("referer")
+        if not source or source == "null" or urlsplit(source).netloc != host:
+            raise Refused(403, "Refused: the form was not sent from this server's own pages (Origin/Referer).")
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            raise Refused(400, "Send the form as application/x-www-form-urlencoded.")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM:
+                raise Refused(413, "The form is larger than 64 KiB.")
+        fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+        cookie, sent = request.cookies.get(CSRF_COOKIE, ""), fields.get(CSRF_FIELD, "")
+        if not cookie or not sent or not hmac.compare_digest(cookie.encode(), sent.encode()):
+            raise Refused(403, "Refused: the form's CSRF token is missing or does not match; reload the page.")
+        return fields
+
+    def wrap(self, handler: Callable[[Request], Awaitable[Response]], json: bool = False) -> Callable:
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                await self._admin(request)
+                response = await handler(request)
+            except StoreError as exc:  # 401 (with WWW-Authenticate), 429 (with Retry-After)
+                headers = getattr(exc, "headers", None)
+                response = (JSONResponse({"error_code": exc.error_code, "message": exc.message}, exc.http_status,
+                                         headers=headers) if json else
+                            self._page(request, "error.html", exc.http_status, message=exc.message))
+                if headers:
+                    response.headers.update(headers)
+            except Refused as exc:
+                response = (JSONResponse({"error_code": "PERMISSION_DENIED" if exc.status == 403 else
+                                          "INVALID_PARAMETER_VALUE", "message": exc.message}, exc.status)
+                            if json else self._page(request, "error.html", exc.status, message=exc.message))
+            except Exception:  # noqa: BLE001 - a bug answers without SQL, paths or tracebacks
+                log.exception("admin console failed on %s %s", request.method, request.url.path)
+                message = "Internal error while handling the request; see the server log."
+                response = (JSONResponse({"error_code": "INTERNAL_ERROR", "message": message}, 500) if json
+                            else self._page(request, "error.html", 500, message=message))
+            self.ctx.metrics.observe(request.method, request.url.path if json else "/admin",
+                                     response.status_code, time.perf_counter() - started)
+            return response
+
+        return endpoint
+
+    # --- status ---------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        engine = self.ctx.engine
+        try:
+            with engine.connect() as conn:
+                revision, own = revisions.current_revision(conn), own_schema.own_current(conn)
+        except sa.exc.SQLAlchemyError:
+            log.warning("admin status: cannot read the schema revision", exc_info=True)
+            revision = own = None
+        with self.ctx.metrics._lock:  # noqa: SLF001 - the counters /metrics renders, read in place
+            counts = list(self.ctx.metrics._requests.items())  # noqa: SLF001
+        return {"trackops": __version__, "database": hide_password(engine.url),
+                "schema": {"revision": revision, "head": schema.HEAD_REVISION, "at_head": revision == schema.HEAD_REVISION,
+                           "trackops_revision": own, "trackops_head": own_schema.own_head()},
+                "artifacts_destination": _safe_uri(self.ctx.settings.artifacts_destination)
+                if self.ctx.serve_artifacts else None,
+                "uptime_seconds": round(time.time() - self.started, 1),
+                "requests": sum(n for _, n in counts),
+                "client_errors": sum(n for (_, _, s), n in counts if 400 <= s < 500),
+                "errors": sum(n for (_, _, s), n in counts if s >= 500)}
+
+    async def status_page(self, request: Request) -> Response:
+        return self._page(request, "status.html", status=await run_in_threadpool(self.status))
+
+    async def status_json(self, request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(self.status))
+
+    # --- cleaner --------------------------------------------------------------------------------
+
+    def _plan(self) -> dict[str, Any]:
+        from trackops.services.gc import gc
+
+        return gc(self.ctx.settings, older_than=self.gc_age, dry_run=True).to_json()
+
+    def cleaner(self) -> dict[str, Any]:
+        from trackops.services.gc_log import recent_passes
+
+        passes = recent_passes(self.ctx.engine, 10)
+        try:
+            plan, plan_error = self._plan(), None
+        except TrackopsError as exc:
+            plan, plan_error = None, exc.message
+        return {"older_than": self.gc_age, "passes": passes, "plan": plan, "plan_error": plan_error}
+
+    async def cleaner_page(self, request: Request) -> Response:
+        return self._page(request, "cleaner.html", **await run_in_threadpool(self.cleaner))
+
+    async def cleaner_json(self, request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(self.cleaner))
+
+    async def cleaner_confirm(self, request: Request) -> Response:
+        await self._form(request)
+        data = await run_in_threadpool(self.cleaner)
+        return self._page(request, "cleaner_confirm.html", **data)
+
+    async def cleaner_run(self, request: Request) -> Response:
+        from trackops.services.gc import gc
+
+        await self._form(request)
+        try:
+            report = await run_in_threadpool(lambda: gc(self.ctx.settings, older_than=self.gc_age, trigger="admin"))
+        except TrackopsError as exc:
+            return self._page(request, "error.html", 409, message=f"The pass did not run: {exc.message}")
+        return self._page(request, "cleaner_result.html", older_than=self.gc_age, report=report.to_json())
+
+    # --- users ----------------------------------------------------------------------------------
+
+    def users(self) -> dict[str, Any]:
+        return {"users": self.store.list_users(), "tokens": [t.to_json() for t in self.store.list_tokens()],
+                "permissions": [g.to_json() for g in self.store.list_grants()]}
+
+    async def users_page(self, request: Request, status: int = 200, message: str | None = None,
+                         error: str | None = None) -> Response:
+        data = await run_in_threadpool(self.users)
+        return self._page(request, "users.html", status, message=message, error=error,
+                          permission_names=PERMISSIONS, **data)
+
+    async def users_json(self, request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(self.users))
+
+    def users_action(self, action: str) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            fields = await self._form(request)
+            username = fields.get("username", "")
+            try:
+                if action == "create":
+                    await run_in_threadpool(self.store.create_user, username, fields.get("password", ""))
+                    message = f"User {username} created."
+                elif action == "password":
+                    await run_in_threadpool(self.store.set_password, username, fields.get("password", ""))
+                    message = f"Password of {username} reset."
+                else:
+                    grant = await run_in_threadpool(self.store.grant, username, EXPERIMENT,
+                                                    fields.get("experiment_id", "").strip(),
+                                                    fields.get("permission", ""))
+                    message = f"{grant.username} now has {grant.permission} on experiment {grant.resource}."
+            except TrackopsError as exc:  # one-line usage errors: bad name, short password, unknown user
+                return await self.users_page(request, 400, error=exc.message)
+            self.ctx.auth.guard.forget_permissions()  # this worker at once; the others by the epoch
+            return await self.users_page(request, message=message)
+
+        return handle
+
+
+def admin_routes(ctx: Any) -> list[StarletteRoute]:
+    """The console's routes for a context with auth on (`create_app` adds them when ``ctx.auth`` is set)."""
+    c = Console(ctx)
+
+    def page(path, handler, methods=("GET",)):
+        return StarletteRoute(path, c.wrap(handler), methods=list(methods), include_in_schema=False)
+
+    def api(path, handler):
+        return StarletteRoute(path, c.wrap(handler, json=True), methods=["GET"], include_in_schema=False)
+
+    return [page("/admin", c.status_page), api("/admin/api/status", c.status_json),
+            page("/admin/cleaner", c.cleaner_page), api("/admin/api/cleaner", c.cleaner_json),
+            page("/admin/cleaner/confirm", c.cleaner_confirm, ["POST"]),
+            page("/admin/cleaner/run", c.cleaner_run, ["POST"]),
+            page("/admin/users", c.users_page), api("/admin/api/users", c.users_json),
+            page("/admin/users/create", c.users_action("create"), ["POST"]),
+            page("/admin/users/password", c.users_action("password"), ["POST"]),
+            page("/admin/users/grant", c.users_action("grant"), ["POST"])]
