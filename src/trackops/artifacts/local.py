@@ -37,6 +37,19 @@ TEMP_PREFIX = ".trackops-upload-"
 _HIDDEN_PREFIXES = (TEMP_PREFIX, ".artifact.uploading.")
 
 
+MAX_NAME_BYTES = 255  # NAME_MAX of every common filesystem: a longer name is ENAMETOOLONG
+MAX_PATH_BYTES = 4000  # below PATH_MAX (4096) with room for the root
+
+
+def _fits_filesystem(path: str) -> None:
+    """Refuse, as a bad path, a name the filesystem would refuse with ENAMETOOLONG."""
+    encoded = path.encode("utf-8", "surrogateescape")
+    if len(encoded) > MAX_PATH_BYTES:
+        raise InvalidArtifactPath(path, f"longer than {MAX_PATH_BYTES} bytes")
+    if any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
+        raise InvalidArtifactPath(path, f"a name in it is longer than {MAX_NAME_BYTES} bytes")
+
+
 def _hidden(name: str) -> bool:
     return name.startswith(_HIDDEN_PREFIXES)
 
@@ -63,6 +76,7 @@ class LocalArtifactRepository(ArtifactRepository):
 
     def _checked(self, path: str) -> Path:
         """The filesystem path for `path`, refusing one that a symlink leads out of the root."""
+        _fits_filesystem(path)
         full = self._full(path)
         real, real_root = os.path.realpath(full), os.path.realpath(self.root)
         if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
@@ -72,6 +86,7 @@ class LocalArtifactRepository(ArtifactRepository):
     def _checked_parent(self, path: str) -> Path:
         """Like _checked, for deletes: the entry itself may be a link (it is unlinked, not followed)."""
         parent = path.rsplit("/", 1)[0] if "/" in path else ""
+        _fits_filesystem(path)
         self._checked(parent)
         return self._full(path)
 
@@ -131,7 +146,7 @@ class LocalArtifactRepository(ArtifactRepository):
         try:
             handle = open(full, "rb")  # noqa: SIM115 - closed by the reader
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise ArtifactNotFound(path, self.uri) from None
+            raise ArtifactNotFound(path) from None
         size = os.fstat(handle.fileno()).st_size
         return ArtifactReader(handle.read, handle.close, size, chunk_size)
 
@@ -142,7 +157,7 @@ class LocalArtifactRepository(ArtifactRepository):
         try:
             st = os.stat(self._checked(path))
         except (FileNotFoundError, NotADirectoryError):
-            raise ArtifactNotFound(path, self.uri) from None
+            raise ArtifactNotFound(path) from None
         if stat_module.S_ISDIR(st.st_mode):
             return ArtifactEntry(path, True, None)
         return ArtifactEntry(path, False, st.st_size)
@@ -157,10 +172,10 @@ class LocalArtifactRepository(ArtifactRepository):
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
-            raise ArtifactConflict(f"cannot write '{path}': a parent of it is a file in {self.uri}",
+            raise ArtifactConflict(f"cannot write '{path}': a parent of it is a file",
                                    hint="delete that file first, or write elsewhere") from None
         if target.is_dir():
-            raise ArtifactConflict(f"cannot write '{path}': it is a directory in {self.uri}",
+            raise ArtifactConflict(f"cannot write '{path}': it is a directory",
                                    hint="delete the directory first (delete-prefix), or pick another name")
         # O_EXCL on a random name: the mode follows the umask like any new file (mkstemp would
         # force 0600), and two writers never share a temp file.
@@ -195,7 +210,7 @@ class LocalArtifactRepository(ArtifactRepository):
         except (FileNotFoundError, NotADirectoryError):
             return False
         except OSError as exc:
-            raise ArtifactError(f"cannot delete '{path}' in {self.uri}: {exc.strerror}",
+            raise ArtifactError(f"cannot delete '{path}': {exc.strerror}",
                                 hint="check the permissions of the artifact folder") from None
         self._prune(full.parent)
         return True

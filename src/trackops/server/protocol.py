@@ -5,18 +5,28 @@ repeated key. int64 fields may be JSON numbers or strings; metric values may be 
 strings "NaN", "Infinity", "-Infinity" (or any numeric string). Malformed JSON is answered with a 400
 that names the problem (MLflow silently treats it as an empty body). Errors are
 ``{"error_code": ..., "message": ...}`` with MLflow's HTTP status, and never carry SQL or tracebacks.
+
+The typed getters are where a client's mistake stops, before any store sees it: strings are strings
+(a number, NaN or a boolean where a string belongs is MLflow's "Hint: Value was of type" 400), text
+holds no NUL and no lone surrogate (no database stores them alike), integers fit in int64 (the
+column type of every id, timestamp and step), and a body nests at most `MAX_JSON_DEPTH` levels.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from trackops.errors import InvalidParameterValue, StoreError
 
 MAX_JSON_BODY = 16 * 1024 * 1024  # log-batch at MLflow's limits is far below this
+MAX_JSON_DEPTH = 100  # protobuf's JSON parser (MLflow's) refuses deeper messages too
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_BAD_TEXT = re.compile(r"[\x00\ud800-\udfff]")
 
 
 class BadRequest(InvalidParameterValue):
@@ -39,8 +49,11 @@ class Params:
             data = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BadRequest(f"Malformed JSON in request body: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+        except RecursionError:
+            raise too_deep() from None
         if not isinstance(data, dict):
             raise BadRequest("Request body must be a JSON object")
+        check_depth(data)
         return cls(data)
 
     @classmethod
@@ -65,11 +78,7 @@ class Params:
             if required:
                 raise self._missing(name)
             return default
-        if not isinstance(value, str):
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return str(value)
-            raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}': expected a string.")
-        return value
+        return checked_str(value, name)
 
     def first_str(self, *names: str, required: bool = False) -> str | None:
         """The first of several aliases that is present (the client sends both run_id and run_uuid)."""
@@ -86,18 +95,7 @@ class Params:
             if required:
                 raise self._missing(name)
             return default
-        if isinstance(value, bool):
-            raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}': expected an integer.")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}': expected an integer.")
+        return checked_int64(value, name)
 
     def bool(self, name: str, *, default: bool = False) -> bool:
         value = self._data.get(name)
@@ -126,6 +124,59 @@ class Params:
         if not isinstance(value, dict):
             raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}': expected an object.")
         return value
+
+
+def wrong_type(name: str, value: Any) -> BadRequest:
+    """MLflow's message for a field of the wrong type (or out of its range), word for word."""
+    return BadRequest(f"Invalid value {_short(value)} for parameter '{name}' supplied:  Hint: Value was of type "
+                      f"'{type(value).__name__}'. See the API docs for more information about request parameters.")
+
+
+def checked_str(value: Any, name: str) -> str:
+    """`value` when it is a string a database can store; a 400 for anything else."""
+    if not isinstance(value, str):
+        raise wrong_type(name, value)
+    bad = _BAD_TEXT.search(value)
+    if bad:
+        what = "a NUL character" if bad.group() == "\x00" else "an unpaired UTF-16 surrogate"
+        raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}' supplied: it contains {what}.")
+    return value
+
+
+def checked_int64(value: Any, name: str) -> int:
+    """An int64 sent as a JSON number or a string of ASCII digits; a 400 otherwise or out of range."""
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()) and len(value.strip()) <= 21:
+        number = int(value.strip())
+    if number is None:
+        raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}': expected an integer.")
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise wrong_type(name, value)
+    return number
+
+
+def too_deep() -> BadRequest:
+    return BadRequest(f"Malformed JSON in request body: nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+def check_depth(data: Any) -> None:
+    """Refuse JSON nested deeper than `MAX_JSON_DEPTH` (walked without recursion)."""
+    level: list[Any] = [data]
+    for _ in range(MAX_JSON_DEPTH):
+        nested = []
+        for item in level:
+            if isinstance(item, dict):
+                nested.extend(v for v in item.values() if isinstance(v, (dict, list)))
+            elif isinstance(item, list):
+                nested.extend(v for v in item if isinstance(v, (dict, list)))
+        if not nested:
+            return
+        level = nested
+    raise too_deep()
 
 
 def metric_value(value: Any, name: str = "value") -> float:
@@ -160,5 +211,9 @@ def error_json(code: str, message: str) -> dict[str, str]:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    """The value as MLflow shows it (compact JSON), cut to 60 characters; never fails."""
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":")) if not isinstance(value, str) else repr(value)
+    except (TypeError, ValueError, RecursionError):
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= 60 else text[:57] + "..."

@@ -176,23 +176,25 @@ def list_run_artifacts(ctx, p: Params, _path) -> dict:
 # --- multipart (S3 destinations) ---------------------------------------------------------------
 
 def _s3_target(ctx, artifact_path: str, file_name: str | None = None):
-    repo = _destination(ctx)
-    if getattr(repo, "bucket", None) is None or not hasattr(repo, "client"):
-        raise NotImplementedOnServer(UNSUPPORTED_MULTIPART)
+    """(client, bucket, key) of an upload; the path is checked before the destination is."""
     path = _safe(artifact_path)
     if file_name:
         path = join(path, _safe(posixpath.basename(file_name), file=True))
     if not path:
         raise InvalidParameterValue("Invalid path: names the artifact root, not a file")
+    repo = _destination(ctx)
+    if getattr(repo, "bucket", None) is None or not hasattr(repo, "client"):
+        # only a well-formed request learns this: the client then falls back to one streamed PUT
+        raise NotImplementedOnServer(UNSUPPORTED_MULTIPART)
     return repo.client, repo.bucket, join(repo.prefix, path)
 
 
 @route("POST", "/mlflow-artifacts/mpu/create/{artifact_path:path}", Access.EDIT, Resource.ARTIFACT_PATH)
 def create_multipart(ctx, p: Params, path: dict) -> dict:
-    client, bucket, key = _s3_target(ctx, path["artifact_path"], p.str("path", required=True))
-    num_parts = p.int64("num_parts", default=1)
+    file_name, num_parts = p.str("path", required=True), p.int64("num_parts", default=1)
     if not 1 <= num_parts <= 10_000:
         raise InvalidParameterValue(f"num_parts must be between 1 and 10000, got {num_parts}")
+    client, bucket, key = _s3_target(ctx, path["artifact_path"], file_name)
     mime = mimetypes.guess_type(key)[0]
     upload = client.create_multipart_upload(Bucket=bucket, Key=key, **({"ContentType": mime} if mime else {}))
     upload_id = upload["UploadId"]
@@ -204,22 +206,27 @@ def create_multipart(ctx, p: Params, path: dict) -> dict:
 
 @route("POST", "/mlflow-artifacts/mpu/complete/{artifact_path:path}", Access.EDIT, Resource.ARTIFACT_PATH)
 def complete_multipart(ctx, p: Params, path: dict) -> dict:
-    client, bucket, key = _s3_target(ctx, path["artifact_path"], p.str("path", required=True))
+    file_name, upload_id = p.str("path", required=True), p.str("upload_id", required=True)
     parts = []
     for part in p.list("parts"):
         if not isinstance(part, dict):
             raise InvalidParameterValue("Invalid value in 'parts': each part must be an object")
         pp = Params(part)
-        parts.append({"PartNumber": pp.int64("part_number", required=True), "ETag": pp.str("etag", required=True)})
+        number = pp.int64("part_number", required=True)
+        if not 1 <= number <= 10_000:
+            raise InvalidParameterValue(f"part_number must be between 1 and 10000, got {number}")
+        parts.append({"PartNumber": number, "ETag": pp.str("etag", required=True)})
     if not parts:
         raise InvalidParameterValue("Missing value for required parameter 'parts'.")
-    client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=p.str("upload_id", required=True),
+    client, bucket, key = _s3_target(ctx, path["artifact_path"], file_name)
+    client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
                                      MultipartUpload={"Parts": sorted(parts, key=lambda x: x["PartNumber"])})
     return {}
 
 
 @route("POST", "/mlflow-artifacts/mpu/abort/{artifact_path:path}", Access.EDIT, Resource.ARTIFACT_PATH)
 def abort_multipart(ctx, p: Params, path: dict) -> dict:
-    client, bucket, key = _s3_target(ctx, path["artifact_path"], p.str("path", required=True))
-    client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=p.str("upload_id", required=True))
+    file_name, upload_id = p.str("path", required=True), p.str("upload_id", required=True)
+    client, bucket, key = _s3_target(ctx, path["artifact_path"], file_name)
+    client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
     return {}
