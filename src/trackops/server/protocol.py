@@ -183,13 +183,13 @@ def metric_value(value: Any, name: str = "value") -> float:
     """A metric value as the client sends it: a number, or a numeric string such as "NaN" or "1.5"."""
     if isinstance(value, bool) or value is None:
         raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}': expected a number.")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
             return float(value.strip())
-        except ValueError:
-            pass
+    except (ValueError, OverflowError):  # "abc", or an integer beyond any double
+        pass
     raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}': expected a number.")
 
 

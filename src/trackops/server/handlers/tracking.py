@@ -24,7 +24,7 @@ from trackops.artifacts.registry import split_artifact_uri
 from trackops.auth.guard import PermissionDenied
 from trackops.errors import InvalidParameterValue, ResourceDoesNotExist, TrackopsError
 from trackops.server import serialize as ser
-from trackops.server.protocol import BadRequest, Params, metric_value
+from trackops.server.protocol import INT64_MAX, INT64_MIN, BadRequest, Params, metric_value
 from trackops.server.routing import Access, Resource, route
 from trackops.stores.uris import resolve_uri_if_local
 from trackops.stores.locations import validate_experiment_location
@@ -56,7 +56,8 @@ def _metric(item: Any, *, field: str = "metrics") -> Metric:
     if type(item) is dict and len(item) <= 4:
         key, value, timestamp, step = item.get("key"), item.get("value"), item.get("timestamp"), item.get("step", 0)
         if (type(key) is str and key and type(value) in (float, int) and type(timestamp) is int
-                and type(step) is int):
+                and type(step) is int and INT64_MIN <= timestamp <= INT64_MAX and INT64_MIN <= step <= INT64_MAX
+                and (type(value) is float or INT64_MIN <= value <= INT64_MAX)):
             return Metric(key, float(value), timestamp, step)
     return _checked_metric(item, field)
 
