@@ -33,6 +33,10 @@ WORD, BACKQUOTED, DQUOTED, SQUOTED, NUMBER, CMP, LPAREN, RPAREN, COMMA, DOT, END
     "word", "backquoted", "dquoted", "squoted", "number", "cmp", "(", ")", ",", ".", "end")
 
 
+MAX_FILTER_LENGTH = 64 * 1024
+"""Longest filter string or order_by clause a search accepts (characters)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Token:
     kind: str
@@ -356,6 +360,11 @@ def parse_filter(filter_string: str | None, grammar: Grammar) -> list[Comparison
     """The comparisons of an AND-ed filter for `grammar`'s entity; empty for no filter."""
     if filter_string is None or not filter_string.strip():
         return []
+    if len(filter_string) > MAX_FILTER_LENGTH:
+        # A search filter is a few comparisons; a megabyte of one costs memory and time for every
+        # request in flight and ends in the database's own limits ("Expression tree is too large").
+        raise InvalidParameterValue(f"Filter string is {len(filter_string)} characters long; at most "
+                                    f"{MAX_FILTER_LENGTH} are accepted")
     text = filter_string
     result = []
     for raw in _parse_raw_filter(text):
@@ -423,6 +432,9 @@ def _number(text: str) -> int | float:
 def parse_order_by(clause: str, grammar: Grammar) -> OrderKey:
     """One order_by clause: ``<identifier> [ASC|DESC]``."""
     text = clause if isinstance(clause, str) else str(clause)
+    if len(text) > MAX_FILTER_LENGTH:
+        raise InvalidParameterValue(f"order_by clause is {len(text)} characters long; at most "
+                                    f"{MAX_FILTER_LENGTH} are accepted")
     p = _Parser(text, "order_by")
     if p.tok.kind == END:
         raise _fail("order_by", text, "empty clause")
