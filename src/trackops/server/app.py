@@ -28,7 +28,7 @@ from trackops.artifacts.paths import InvalidArtifactPath
 from trackops.errors import NotFoundError, StoreError, TrackopsError, UsageError
 from trackops.server.metrics import Metrics
 from trackops.server.protocol import MAX_JSON_BODY, BadRequest, Params, error_json
-from trackops.server.routing import API_PREFIXES, Access, Route
+from trackops.server.routing import Access, Route
 
 log = logging.getLogger("trackops.server")
 
@@ -224,12 +224,9 @@ def create_app(ctx: ServerContext, routes: list[Route]) -> Starlette:
     """The Starlette app serving `routes` under every API prefix and version, plus the probes."""
     starlette_routes = _probe_routes(ctx)
     for r in routes:
-        for version in r.versions:
-            for prefix in API_PREFIXES:
-                path = f"{prefix}/{version}{r.path}"
-                template = f"/api/{version}{r.path}"
-                starlette_routes.append(StarletteRoute(path, _endpoint(r, ctx, template), methods=[r.method],
-                                                       include_in_schema=False))
+        for path, template in r.mounts():  # under every API prefix and version, or at the root
+            starlette_routes.append(StarletteRoute(path, _endpoint(r, ctx, template), methods=[r.method],
+                                                   include_in_schema=False))
 
     async def not_found(request: Request, exc: HTTPException) -> Response:
         ctx.metrics.observe(request.method, "unmatched", exc.status_code, 0.0)

@@ -21,7 +21,7 @@ from trackops.services.serve import ServeConfig, readiness
 
 log = logging.getLogger("trackops.server")
 
-HANDLER_MODULES = ("tracking", "artifacts", "meta", "registry", "logged_models")
+HANDLER_MODULES = ("tracking", "artifacts", "meta", "registry", "logged_models", "ui_support")
 
 # The thread pool runs up to 40 handlers at once; the pool lets most of them hold a connection.
 POOL_SIZE = 10

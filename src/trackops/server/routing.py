@@ -47,18 +47,31 @@ class Route:
     resource: Resource = Resource.NONE
     versions: tuple[str, ...] = ("2.0",)
     raw: bool = False  # handler takes (ctx, request) and returns a Response (streaming)
+    root: bool = False  # also mounted at `path` itself, outside API_PREFIXES (/graphql, /get-artifact)
+
+    def mounts(self) -> list[tuple[str, str]]:
+        """(path to mount, metrics template) for each place the route answers: under every API prefix
+        and version, and at `path` itself for a root route (so tools that walk the prefixed table
+        still reach it)."""
+        mounted = [(f"{prefix}/{v}{self.path}", f"/api/{v}{self.path}") for v in self.versions for prefix in API_PREFIXES]
+        return [(self.path, self.path), *mounted] if self.root else mounted
 
 
 API_PREFIXES = ("/api", "/ajax-api")
 
 
 def route(method: str, path: str, access: Access, resource: Resource = Resource.NONE, *,
-          versions: tuple[str, ...] = ("2.0",), raw: bool = False) -> Callable[[Callable], Callable]:
-    """Decorator that records a handler in the module's ``ROUTES`` list (see `collect`)."""
+          versions: tuple[str, ...] = ("2.0",), raw: bool = False, root: bool = False
+          ) -> Callable[[Callable], Callable]:
+    """Decorator that records a handler in the module's ``ROUTES`` list (see `collect`).
+
+    ``root=True`` also mounts the route at `path` as given, outside the API prefixes (MLflow's UI calls
+    ``/graphql``, ``/get-artifact`` and ``/model-versions/get-artifact`` there).
+    """
 
     def register(func: Callable) -> Callable:
         routes = func.__globals__.setdefault("ROUTES", [])
-        routes.append(Route(method, path, func, access, resource, versions, raw))
+        routes.append(Route(method, path, func, access, resource, versions, raw, root))
         return func
 
     return register
@@ -70,9 +83,9 @@ def collect(*modules) -> list[Route]:
         routes.extend(getattr(module, "ROUTES", []))
     seen: set[tuple[str, str, str]] = set()
     for r in routes:
-        for v in r.versions:
-            key = (r.method, v, r.path)
+        for mounted, _template in r.mounts():
+            key = (r.method, mounted)
             if key in seen:
-                raise ValueError(f"route registered twice: {r.method} /api/{v}{r.path}")
+                raise ValueError(f"route registered twice: {r.method} {mounted}")
             seen.add(key)
     return routes
