@@ -73,7 +73,7 @@ def test_init_history_and_check(capsys, sqlite_url):
 
     code, out, _ = run(capsys, "db", "history", "--backend-store-uri", sqlite_url, "--json")
     data = json.loads(out)
-    assert code == 0 and len(data["revisions"]) == 67
+    assert code == 0 and len(data["revisions"]) == 70
     assert [r["revision"] for r in data["revisions"] if r["current"]] == [HEAD]
 
     code, out, _ = run(capsys, "db", "check", "--backend-store-uri", sqlite_url, "--json")
@@ -146,5 +146,5 @@ def test_history_lists_the_chain_even_when_the_database_is_unreachable(capsys):
     url = "postgresql+psycopg://nobody@127.0.0.1:9/none"
     code, out, err = run(capsys, "db", "history", "--backend-store-uri", url, "--json")
     data = json.loads(out)
-    assert code == 0 and len(data["revisions"]) == 67 and data["current"] is None
+    assert code == 0 and len(data["revisions"]) == 70 and data["current"] is None
     assert data["unreachable"]

@@ -134,7 +134,8 @@ def init(
     if json_output:
         print_json(report.to_json())
     elif report.plan.noop:
-        console.print(f"Nothing to do: {report.plan.database} is already at head {report.plan.target}.", markup=False)
+        where = "head " if report.plan.target == migrate.releases.HEAD else "a revision past head, "
+        console.print(f"Nothing to do: {report.plan.database} is already at {where}{report.plan.target}.", markup=False)
     else:
         console.print(f"Created the schema at {report.plan.target} in {report.plan.database} "
                       f"({report.seconds:.2f}s).", markup=False)
@@ -163,7 +164,9 @@ def current(
         elif report.revision is None:
             state = "no schema revision (empty database)"
         else:
-            state = report.revision + (" (head)" if report.at_head else f" (head is {report.head})")
+            state = report.revision + (f" (past head {report.head}: MLflow {report.mlflow_version}'s schema)"
+                                       if report.beyond_head else " (head)" if report.at_head
+                                       else f" (head is {report.head})")
         rows = [("database", report.database), ("revision", state),
                 ("MLflow", report.mlflow_version or "-"),
                 ("trackops tables", f"{report.trackops_revision or 'none'} (head {report.trackops_head})")]

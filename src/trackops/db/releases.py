@@ -126,8 +126,8 @@ REVISION_FIRST_RELEASE: dict[str, str] = {
     "b7e2c1a4d9f3": "3.16.0",
     "75868b020152": "3.17.0",
     "dc11669786a5": "3.17.0",
-    "8b6ad64cb8f5": "3.18.0",
     "e7d1f4b2a9c6": "3.18.0",
+    "8b6ad64cb8f5": "3.18.0",
     "f4a9b2c7d1e6": "3.18.0",
 }
 RELEASES: tuple[str, ...] = (
@@ -151,8 +151,11 @@ RELEASES: tuple[str, ...] = (
 
 YANKED: frozenset[str] = frozenset({"2.0.0", "2.12.0", "2.22.3", "3.1.2", "3.11.0"})
 
-HEAD = "dc11669786a5"
-"""The newest revision trackops carries (MLflow 3.17.x)."""
+DEFAULT_HEAD = "dc11669786a5"
+"""What ``head`` means (MLflow 3.17.x): the default target of db upgrade, db init and serve."""
+HEAD = DEFAULT_HEAD
+NEWEST = "f4a9b2c7d1e6"
+"""The newest revision trackops carries (MLflow 3.18.0), reached only with ``--to 3.18.0`` or its id."""
 
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?$")
 _REVISION = re.compile(r"^[0-9a-f]{12,13}$")
@@ -212,24 +215,24 @@ def release_range(revision: str) -> str | None:
     return releases[0] if len(releases) == 1 else f"{releases[0]} – {releases[-1]}"
 
 
-# Revisions MLflow shipped after the release of trackops' HEAD: a database holding one is newer than trackops.
+# Revisions MLflow shipped after the release of trackops' NEWEST: a database holding one is newer than trackops.
 NEWER_REVISIONS: frozenset[str] = frozenset(
-    r for r, v in REVISION_FIRST_RELEASE.items() if _key(v) > _key(REVISION_FIRST_RELEASE[HEAD]))
+    r for r, v in REVISION_FIRST_RELEASE.items() if _key(v) > _key(REVISION_FIRST_RELEASE[NEWEST]))
 
 
 def is_newer_than_trackops(revision: str) -> bool:
-    """True for a revision MLflow shipped after trackops' head (the database is newer than trackops)."""
+    """True for a revision MLflow shipped after the newest trackops carries (the database is newer than trackops)."""
     return revision in NEWER_REVISIONS
 
 
 def resolve_target(text: str | None) -> str:
-    """The revision id for ``--to``: None or ``head`` → HEAD; ``2.12.2`` → the head 2.12.2 expects; an id stays.
+    """The revision id for ``--to``: None or ``head`` → DEFAULT_HEAD; ``2.12.2`` → the head 2.12.2 expects; an id stays.
 
     The id is not checked against the chain here (the caller knows the chain); an MLflow version newer
     than what trackops carries is a `UsageError` that says to upgrade trackops.
     """
     if text is None or text.strip().lower() in ("head", "heads"):
-        return HEAD
+        return DEFAULT_HEAD
     text = text.strip()
     if _REVISION.match(text):
         return text
@@ -239,7 +242,7 @@ def resolve_target(text: str | None) -> str:
                               "2.12.2, or head")
     revision = head_for_release(text)
     if revision in NEWER_REVISIONS:
-        raise UsageError(f"MLflow {text} expects schema revision {revision}, newer than trackops' head {HEAD}",
+        raise UsageError(f"MLflow {text} expects schema revision {revision}, newer than trackops' newest {NEWEST}",
                          hint="upgrade trackops to a release that supports that MLflow version")
     return revision
 

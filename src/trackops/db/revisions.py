@@ -1,12 +1,17 @@
 """The tracking-schema chain, driven programmatically: what exists, where a database is, upgrade.
 
-The chain is MLflow's: the 0.9.1 baseline tables (not a revision) and then 67 revisions from
-`ROOT` (451aebb31d03) to `HEAD` (dc11669786a5), recorded in ``alembic_version``. The scripts are
-trackops' own (``db/migrations/versions``); only their ids and resulting schema match MLflow's.
+The chain is MLflow's: the 0.9.1 baseline tables (not a revision) and then 70 revisions from
+`ROOT` (451aebb31d03) to `NEWEST` (f4a9b2c7d1e6, MLflow 3.18.0), recorded in ``alembic_version``. The
+scripts are trackops' own (``db/migrations/versions``); only their ids and resulting schema match MLflow's.
+
+`DEFAULT_HEAD` (dc11669786a5, MLflow 3.17.x; also spelled `HEAD`) is what ``db upgrade``, ``db init`` and
+``serve`` mean by head. The revisions after it (MLflow 3.18.0's) are applied only when asked for
+(``--to 3.18.0``); a database already at one of them is known and served as it is, never moved back.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +23,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 
 ROOT = "451aebb31d03"
-HEAD = "dc11669786a5"
+DEFAULT_HEAD = "dc11669786a5"
+HEAD = DEFAULT_HEAD
+NEWEST = "f4a9b2c7d1e6"
+"""The last revision trackops carries; the chain's alembic head."""
 VERSION_TABLE = "alembic_version"
 # Tables that do not count when deciding whether a database is empty: alembic's bookkeeping (a failed
 # first upgrade may leave it behind) and trackops' own tables.
@@ -42,8 +50,25 @@ def script_directory() -> ScriptDirectory:
 
 
 def chain() -> list[Script]:
-    """Every revision from ROOT to HEAD, in order."""
+    """Every revision from ROOT to NEWEST, in order."""
     return list(script_directory().walk_revisions("base", "heads"))[::-1]
+
+
+@functools.cache
+def chain_ids() -> tuple[str, ...]:
+    """The revision ids of `chain()`, oldest first (read once: the scripts do not change while running)."""
+    return tuple(s.revision for s in chain())
+
+
+def beyond_default_head(revision: str | None) -> bool:
+    """True for a known revision after `DEFAULT_HEAD` (a database MLflow 3.18 or ``--to 3.18.0`` wrote)."""
+    ids = chain_ids()
+    return revision in ids and ids.index(revision) > ids.index(DEFAULT_HEAD)
+
+
+def at_or_beyond_default_head(revision: str | None) -> bool:
+    """True when a database at `revision` needs no upgrade to be served."""
+    return revision == DEFAULT_HEAD or beyond_default_head(revision)
 
 
 def current_revision(conn: sa.Connection) -> str | None:
@@ -60,7 +85,7 @@ def is_empty(conn: sa.Connection) -> bool:
     return not user_tables(conn)
 
 
-def upgrade(conn: sa.Connection, target: str = "heads", *, on_step: StepCallback | None = None) -> None:
+def upgrade(conn: sa.Connection, target: str = DEFAULT_HEAD, *, on_step: StepCallback | None = None) -> None:
     """Bring the database on `conn` to `target`, creating the 0.9.1 baseline first when it is empty.
 
     The caller owns the transaction: on PostgreSQL and SQLite the whole upgrade can be rolled back;
@@ -79,7 +104,7 @@ def upgrade(conn: sa.Connection, target: str = "heads", *, on_step: StepCallback
     command.upgrade(config, target)
 
 
-def upgrade_sql(url: str | sa.URL, target: str = "heads", *, start: str | None = None) -> str:
+def upgrade_sql(url: str | sa.URL, target: str = DEFAULT_HEAD, *, start: str | None = None) -> str:
     """The DDL an upgrade from `start` (None: an empty database) to `target` would run, as text."""
     from trackops.db.baseline import baseline_sql
 

@@ -186,15 +186,22 @@ def check_known(state: DbState, chain: list[Revision]) -> None:
     if releases.is_newer_than_trackops(current):
         raise CheckFailedError(
             f"the database is at revision {current}, written by MLflow {releases.first_release(current)} or "
-            f"newer; this trackops knows revisions up to {releases.HEAD}",
+            f"newer; this trackops knows revisions up to {releases.NEWEST}",
             hint="upgrade trackops to a release that supports that MLflow version; nothing was changed")
     raise CheckFailedError(f"the database is at revision {current}, which trackops does not know",
                            hint="upgrade trackops (a newer MLflow may have written it); nothing was changed")
 
 
-def _plan(url: URL, state: DbState, target: str, chain: list[Revision]) -> UpgradePlan:
+def _plan(url: URL, state: DbState, target: str, chain: list[Revision], *, keep_newer: bool = False) -> UpgradePlan:
+    """The steps from the database's revision to `target`.
+
+    keep_newer (the default target, ``head``): a database already past it, at a known revision
+    (MLflow 3.18.0's), stays where it is instead of being refused as a downgrade.
+    """
     check_known(state, chain)
     index = _index(chain)
+    if keep_newer and state.current is not None and index[state.current] > index[target]:
+        target = state.current
     if state.current is not None and index[state.current] > index[target]:
         raise UsageError(f"the database is at {state.current} (MLflow {releases.release_range(state.current)}), "
                          f"newer than the target {target}; trackops does not downgrade",
@@ -242,10 +249,11 @@ def upgrade(settings: Settings, *, to: str | None = None, sql: bool = False,
     url = parse_url(settings.backend_store_uri)
     chain = available_chain()
     target = resolve_target(to, chain)
+    keep_newer = to is None or to.strip().lower() in ("head", "heads")
     if sql:
-        return _upgrade_sql(url, target, chain)
+        return _upgrade_sql(url, target, chain, keep_newer=keep_newer)
     with hold_lock(url, MAINTENANCE_LOCK, purpose="db upgrade"):
-        plan = _plan(url, _read(url), target, chain)
+        plan = _plan(url, _read(url), target, chain, keep_newer=keep_newer)
         if plan.noop:
             return UpgradeReport(plan)
         if plan.needs_confirmation and confirm is not None and not confirm(plan):
@@ -262,8 +270,8 @@ def upgrade(settings: Settings, *, to: str | None = None, sql: bool = False,
         return report
 
 
-def _upgrade_sql(url: URL, target: str, chain: list[Revision]) -> UpgradeReport:
-    plan = _plan(url, _read(url), target, chain)
+def _upgrade_sql(url: URL, target: str, chain: list[Revision], *, keep_newer: bool = False) -> UpgradeReport:
+    plan = _plan(url, _read(url), target, chain, keep_newer=keep_newer)
     if plan.noop:
         return UpgradeReport(plan, sql="")
     if plan.dialect == "sqlite":
@@ -465,8 +473,8 @@ def init(settings: Settings, *, progress: Progress | None = None) -> UpgradeRepo
     target = resolve_target(None, chain)
     with hold_lock(url, MAINTENANCE_LOCK, purpose="db init"):
         state = _read(url)
-        plan = _plan(url, state, target, chain)
-        behind = plan.current != target if plan.current is not None else not plan.empty
+        plan = _plan(url, state, target, chain, keep_newer=True)
+        behind = plan.current != plan.target if plan.current is not None else not plan.empty
         if behind:
             raise CheckFailedError(f"the database is at {plan.current or 'the 0.9.1 baseline'}, behind head {target}",
                                    hint=f"upgrade it with: trackops db upgrade --backend-store-uri {plan.database}")
@@ -484,10 +492,15 @@ class CurrentReport:
     revision: str | None
     head: str
     at_head: bool
+    """At head or past it (a known later revision, e.g. MLflow 3.18.0's): nothing to upgrade."""
     known: bool
     mlflow_version: str | None
     trackops_revision: str | None
     trackops_head: str
+    beyond_head: bool = False
+    """At a known revision after head (written by MLflow 3.18.0 or ``db upgrade --to 3.18.0``)."""
+    newest: str = releases.NEWEST
+    """The newest revision this trackops knows (reached only with ``--to``)."""
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -507,7 +520,8 @@ def current(settings: Settings) -> CurrentReport:
     chain_ids = _index(available_chain())
     return CurrentReport(
         database=hide_password(url), exists=engine is not None, revision=state.current, head=releases.HEAD,
-        at_head=state.current == releases.HEAD,
+        at_head=revisions.at_or_beyond_default_head(state.current),
+        beyond_head=revisions.beyond_default_head(state.current),
         known=state.current is None or state.current in chain_ids,
         mlflow_version=releases.release_range(state.current) if state.current else None,
         trackops_revision=state.own_current, trackops_head=own_schema.own_head())
@@ -525,6 +539,7 @@ class HistoryReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"database": self.database, "current": self.current, "head": releases.HEAD,
+                "newest": releases.NEWEST,
                 "unreachable": self.unreachable,
                 "revisions": [{**r.to_json(), "current": r.revision == self.current} for r in self.revisions]}
 

@@ -165,8 +165,8 @@ def plan_restore(settings: Settings, *, snapshot: str, repository: str | None, t
         for loc in locs:
             locations.append((loc, _target_uri(loc.uri, remaps, to_artifacts_destination)))
     plan = RestorePlan(snapshot_id, repo.uri, manifest, hide_password(url), url.get_backend_name(), revision,
-                       revisions.HEAD if upgrade and revision != revisions.HEAD else None, empty, remaps, locations,
-                       replaces)
+                       revisions.HEAD if upgrade and not revisions.at_or_beyond_default_head(revision) else None,
+                       empty, remaps, locations, replaces)
     return repo, plan
 
 

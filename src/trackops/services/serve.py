@@ -121,7 +121,9 @@ def preflight(settings: Settings, *, upgrade: bool = False, serve_artifacts: boo
     upgraded_from = None
     if before.revision is not None and not before.known:
         migrate.init(settings)  # raises the "unknown revision" error with its hint
-    behind_head = before.revision is not None and before.revision != revisions.HEAD
+    # A known revision past head (MLflow 3.18.0's) is served as it is: that MLflow wrote it, and
+    # trackops never moves a database back.
+    behind_head = before.revision is not None and not revisions.at_or_beyond_default_head(before.revision)
     if behind_head and not upgrade:
         raise CheckFailedError(
             f"the database {before.database} is at revision {before.revision} (MLflow {before.mlflow_version}), "
@@ -157,7 +159,8 @@ def preflight(settings: Settings, *, upgrade: bool = False, serve_artifacts: boo
                            artifacts_credentials_secret=config.artifacts_credentials_secret,
                            artifacts_destination=config.artifacts_destination)
     return PreflightReport(database=hide_password(url), created=created, upgraded_from=upgraded_from,
-                           revision=revisions.HEAD, default_experiment_created=made_default, config=config)
+                           revision=before.revision if revisions.beyond_default_head(before.revision)
+                           else revisions.HEAD, default_experiment_created=made_default, config=config)
 
 
 def _prepare_destination(destination: str) -> None:
@@ -177,7 +180,8 @@ def readiness(engine: sa.Engine, artifacts) -> dict[str, Any]:
         with engine.connect() as conn:
             revision = revisions.current_revision(conn)
         checks["database"] = "ok"
-        checks["schema"] = "ok" if revision == revisions.HEAD else f"at {revision}, expected {revisions.HEAD}"
+        checks["schema"] = ("ok" if revisions.at_or_beyond_default_head(revision)
+                            else f"at {revision}, expected {revisions.HEAD}")
     except Exception as exc:  # noqa: BLE001 - a probe reports, never raises
         checks["database"] = f"unreachable ({type(exc).__name__})"
         checks["schema"] = "unknown"
