@@ -36,19 +36,28 @@ type Mutation {
 }
 type ApiError { code: String message: String helpUrl: String traceId: String errorDetails: [ErrorDetail] }
 type ErrorDetail { field: String message: String }
-type KeyValue { key: String value: String }
+type MlflowExperimentTag { key: String value: String }
+type MlflowParam { key: String value: String }
+type MlflowRunTag { key: String value: String }
+type MlflowInputTag { key: String value: String }
+type MlflowModelVersionTag { key: String value: String }
 type MlflowExperiment {
   experimentId: String name: String artifactLocation: String lifecycleStage: String
-  lastUpdateTime: LongString creationTime: LongString tags: [KeyValue!]
+  lastUpdateTime: LongString creationTime: LongString tags: [MlflowExperimentTag!]
   effectiveTraceArchivalRetention: String workspace: String
 }
 type MlflowGetExperimentResponse { experiment: MlflowExperiment apiError: ApiError }
 input MlflowGetExperimentInput { experimentId: String }
-type MlflowMetric {
+type MlflowMetricWithRunId { key: String value: Float timestamp: LongString step: LongString runId: String }
+type MlflowMetricExtension {
   key: String value: Float timestamp: LongString step: LongString datasetName: String
   datasetDigest: String modelId: String runId: String
 }
-type MlflowGetMetricHistoryBulkIntervalResponse { metrics: [MlflowMetric!] apiError: ApiError }
+type MlflowModelMetric {
+  key: String value: Float timestamp: LongString step: LongString datasetName: String
+  datasetDigest: String modelId: String runId: String
+}
+type MlflowGetMetricHistoryBulkIntervalResponse { metrics: [MlflowMetricWithRunId!] apiError: ApiError }
 input MlflowGetMetricHistoryBulkIntervalInput {
   runIds: [String] metricKey: String startStep: Int endStep: Int maxResults: Int
 }
@@ -57,9 +66,9 @@ type MlflowRunInfo {
   runId: String runUuid: String runName: String experimentId: String userId: String
   status: MlflowRunStatus startTime: LongString endTime: LongString artifactUri: String lifecycleStage: String
 }
-type MlflowRunData { metrics: [MlflowMetric!] params: [KeyValue!] tags: [KeyValue!] }
+type MlflowRunData { metrics: [MlflowMetricExtension!] params: [MlflowParam!] tags: [MlflowRunTag!] }
 type MlflowDataset { name: String digest: String sourceType: String source: String schema: String profile: String }
-type MlflowDatasetInput { tags: [KeyValue!] dataset: MlflowDataset }
+type MlflowDatasetInput { tags: [MlflowInputTag!] dataset: MlflowDataset }
 type MlflowModelInput { modelId: String }
 type MlflowRunInputs { datasetInputs: [MlflowDatasetInput!] modelInputs: [MlflowModelInput!] }
 type MlflowModelOutput { modelId: String step: LongString }
@@ -69,8 +78,8 @@ type MlflowModelParam { name: String value: String }
 type MlflowModelVersion {
   name: String version: String creationTimestamp: LongString lastUpdatedTimestamp: LongString
   userId: String currentStage: String description: String source: String runId: String
-  status: MlflowModelVersionStatus statusMessage: String tags: [KeyValue!] runLink: String
-  aliases: [String] modelId: String modelParams: [MlflowModelParam!] modelMetrics: [MlflowMetric!]
+  status: MlflowModelVersionStatus statusMessage: String tags: [MlflowModelVersionTag!] runLink: String
+  aliases: [String] modelId: String modelParams: [MlflowModelParam!] modelMetrics: [MlflowModelMetric!]
 }
 type MlflowRunExtension {
   info: MlflowRunInfo data: MlflowRunData inputs: MlflowRunInputs outputs: MlflowRunOutputs
@@ -137,12 +146,20 @@ class Resolvers:
     def _run(self, run: dict) -> dict:
         from trackops.server.handlers import registry, tracking
 
+        # Empty lists are left out on REST; GraphQL answers them as [] (as MLflow's proto resolvers do).
         out = _camel(run)
-        data = out.get("data", {})
+        data = out.setdefault("data", {})
         data["metrics"] = _fix_metrics(data.get("metrics", []))
+        for part, names in (("data", ("params", "tags")), ("inputs", ("datasetInputs", "modelInputs")),
+                            ("outputs", ("modelOutputs",))):
+            for name in names:
+                out.setdefault(part, {}).setdefault(name, [])
         exp_id = run["info"]["experiment_id"]
         found = self._call(tracking.get_experiment, {"experiment_id": exp_id})
-        out["experiment"] = _camel(found.get("experiment"))
+        experiment = _camel(found.get("experiment"))
+        if experiment is not None:
+            experiment.setdefault("tags", [])
+        out["experiment"] = experiment
         if self.ctx.registry is not None:
             versions = self._call(registry.search_model_versions,
                                   {"filter": f"run_id='{run['info']['run_id']}'"})
@@ -219,10 +236,8 @@ class _Root:
 
 
 def execute(ctx, query: str, variables: dict[str, Any] | None, operation: str | None) -> dict[str, Any]:
-    """Run one GraphQL request; the answer is ``{"data": ...}`` plus ``errors`` when the query is invalid."""
+    """Run one GraphQL request: ``{"data": ..., "errors": null}``, or the errors of an invalid query."""
     result = graphql_sync(SCHEMA, query, root_value=_Root(Resolvers(ctx)), variable_values=variables,
                           operation_name=operation)
-    out: dict[str, Any] = {"data": result.data}
-    if result.errors:
-        out["errors"] = [{"message": e.message} for e in result.errors if isinstance(e, GraphQLError)]
-    return out
+    errors = [{"message": e.message} for e in result.errors or () if isinstance(e, GraphQLError)]
+    return {"data": result.data, "errors": errors or None}  # MLflow always sends "errors"

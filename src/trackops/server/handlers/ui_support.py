@@ -132,6 +132,53 @@ def graphql(ctx, p: Params, _path) -> dict:
 
 @route("POST", "/mlflow/experiments/search-datasets", Access.READ, Resource.SEARCH)
 def search_datasets(ctx, p: Params, _path) -> dict:
-    """Dataset summaries of the experiments' runs; trackops records none for the UI yet: empty."""
+    """Dataset summaries of the experiments' runs: none (runs log no datasets through the UI's data)."""
     p.list("experiment_ids")
     return {}
+
+
+# --- features trackops does not have: mlflow server's answers when they are empty -------------
+
+def _empty(ctx, _p: Params, _path) -> dict:
+    return {}
+
+
+for _method, _path_ in (("POST", "/mlflow/datasets/search"), ("POST", "/mlflow/traces/search"),
+                        ("GET", "/mlflow/scorers/list"), ("GET", "/mlflow/gateway/endpoints/list"),
+                        ("GET", "/mlflow/gateway/endpoints/bindings/list"),
+                        ("GET", "/mlflow/gateway/model-definitions/list"), ("GET", "/mlflow/gateway/secrets/list")):
+    # Listings read nothing a user could be denied: SEARCH, as every listing filtered by permission.
+    route(_method, _path_, Access.READ, Resource.SEARCH, versions=("3.0",))(_empty)
+
+
+@route("POST", "/mlflow/traces/metrics", Access.READ, Resource.SEARCH, versions=("3.0",))
+def trace_metrics(ctx, p: Params, _path) -> dict:
+    """Trace counts for the traces page's chart: no traces, so each asked aggregation is 0."""
+    values = {}
+    for agg in p.list("aggregations"):
+        if isinstance(agg, dict) and isinstance(agg.get("aggregation_type"), str):
+            values[agg["aggregation_type"]] = 0.0
+    return {"data_points": [{"metric_name": p.str("metric_name") or "trace_count", "values": values}]}
+
+
+@route("GET", "/mlflow/gateway/secrets/config", Access.PUBLIC, versions=("3.0",))
+def gateway_secrets_config(ctx, _p: Params, _path) -> dict:
+    """No AI gateway here: no secret store for it (the gateway pages show their empty state)."""
+    return {"secrets_available": False, "using_default_passphrase": False}
+
+
+@route("GET", "/mlflow/gateway-proxy", Access.READ, Resource.SEARCH)
+def gateway_proxy(ctx, p: Params, _path) -> dict:
+    """The UI lists gateway endpoints through the proxy; there is no gateway, so none."""
+    return {"endpoints": []}
+
+
+@route("GET", "/mlflow/assistant/config", Access.PUBLIC, versions=("3.0",))
+def assistant_config(ctx, _p: Params, _path) -> dict:
+    return {"providers": {}, "projects": {}, "remote_access_allowed": False}
+
+
+@route("GET", "/mlflow/assistant/providers", Access.PUBLIC, versions=("3.0",))
+def assistant_providers(ctx, _p: Params, _path) -> dict:
+    """No assistant runs on a trackops server: no providers (mlflow server lists its CLIs as unavailable)."""
+    return {"providers": []}
