@@ -7,6 +7,7 @@ cache folder and its ``db_migrations`` env runs in a subprocess with that folder
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -52,7 +53,10 @@ def mlflow_318(request) -> Path:
     """A folder holding the MLflow 3.18.0 wheel's files (installed once into the pytest cache)."""
     folder = Path(request.config.cache.mkdir("mlflow-3.18.0-wheel"))
     marker = folder / "mlflow" / "store" / "db_migrations" / "versions"
-    if not any(marker.glob(f"{NEW_REVISIONS[-1]}_*.py")):
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:  # xdist workers share the cache
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if any(marker.glob(f"{NEW_REVISIONS[-1]}_*.py")):
+            return folder
         done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade",
                                "--target", str(folder), f"mlflow=={MLFLOW_318}"],
                               capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
