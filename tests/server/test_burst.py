@@ -46,3 +46,13 @@ def test_a_burst_of_megabyte_filters_is_refused_and_memory_returns(tmp_path):
         assert grown_mib < 64, f"RSS grew by {grown_mib:.0f} MiB"
     finally:
         server.stop()
+
+
+def test_filters_with_non_ascii_digits_or_letters_are_a_400_not_a_500(tmp_path):
+    server = ServerProcess([], tmp_path)
+    try:
+        for text in ("metrics.x > ²", "attributes.run_name = 'a' AND ª = 1", "params.p = ١"):
+            status, body = _search(server.url, json.dumps({"experiment_ids": ["0"], "filter": text}).encode())
+            assert status == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE", (text, status, body)
+    finally:
+        server.stop()

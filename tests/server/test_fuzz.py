@@ -64,7 +64,7 @@ ORDERS = [["metric.m DESC"] * 50, ["x" * 50_000], ["attribute.start_time ASC, " 
           [{"field_name": "metric.m"}], [5, True], "start_time"]
 TOKENS = ["x", "====", "eyJvZmZzZXQiOiAtMX0=", "eyJvZmZzZXQiOiAxZTMwMH0=", "eyJvZmZzZXQiOiA5OTk5OTk5OTk5OTk5OTk5OTk5OTl9",
           "eyJvZmZzZXQiOiAiYSJ9", "W10=", "bnVsbA==", "eyJvZmZzZXQiOiBbMV19", "eyJvZmZzZXQiOiB0cnVlfQ==", "\x00"]
-PATH_SEGMENTS = ["x" * 300, "a/" + "b" * 5000, "%00", "..", "a/../../b", "\x00", "é" * 200, "a" * 256 + "/c",
+PATH_SEGMENTS = ["x" * 300, "a/" + "b" * 5000, "%00", "..", "a/../../b", "é" * 200, "a" * 256 + "/c",
                  "1/" + "n" * 255 + ".txt", "-1", "9223372036854775808", "~", "a//b"]
 
 evil = st.one_of(st.sampled_from(HUGE + SCALARS + TEXT + FILTERS + ORDERS + TOKENS),

@@ -114,6 +114,8 @@ def tokenize(text: str, what: str = "filter") -> list[Token]:
         if after_dot and _WORD_RE.match(text, i):
             # a key part right after a dot: `metrics.2fast`, `tags.and`
             m = _WORD_RE.match(text, i)
+            if m is None:  # a letter outside the identifier alphabet
+                raise _fail(what, text, f"unexpected character {_show(ch)}", i)
             tokens.append(Token(WORD, m.group(), i))
             i = m.end()
             continue
@@ -124,6 +126,8 @@ def tokenize(text: str, what: str = "filter") -> list[Token]:
             continue
         if ch.isdigit() or (ch in "-." and i + 1 < n and text[i + 1].isdigit()):
             m = _NUMBER_RE.match(text, i)
+            if m is None:  # a digit the grammar does not read (`²`, `١`): str.isdigit is wider than ASCII
+                raise _fail(what, text, f"unexpected character {_show(ch)}", i)
             end = m.end()
             # a number glued to letters (`1and`, `0x10`, `1e`) is one bad token, not two good ones
             glued = _WORD_RE.match(text, end) if end < n else None
@@ -134,6 +138,8 @@ def tokenize(text: str, what: str = "filter") -> list[Token]:
             continue
         if ch.isalpha() or ch == "_":
             m = _WORD_RE.match(text, i)
+            if m is None:  # a letter outside the identifier alphabet
+                raise _fail(what, text, f"unexpected character {_show(ch)}", i)
             tokens.append(Token(WORD, m.group(), i))
             i = m.end()
             continue
