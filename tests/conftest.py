@@ -25,6 +25,8 @@ DIALECTS = ("sqlite", "postgresql", "mysql")
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Chromium fixtures (browser_page, chromium_browser) for the UI and admin-console tests.
+pytest_plugins = ["tests.browser"]
 
 
 def unavailable(what: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.compat.server import ServerProcess
-from tests.ui.conftest import _browser, screenshot  # noqa: F401 - the session's Chromium
+from tests.browser import screenshot
 from trackops.auth.users import AuthStore
 from trackops.db.engine import create_engine
 
@@ -26,8 +26,8 @@ def server(tmp_path):
         proc.stop()
 
 
-def test_admin_creates_a_user_through_the_form_in_chromium(_browser, server):  # noqa: F811
-    context = _browser.new_context(viewport={"width": 1280, "height": 800},
+def test_admin_creates_a_user_through_the_form_in_chromium(chromium_browser, server):
+    context = chromium_browser.new_context(viewport={"width": 1280, "height": 800},
                                    http_credentials={"username": "root", "password": ADMIN_PW})
     try:
         page = context.new_page()

@@ -5,10 +5,8 @@
   every server it started is stopped after the test.
 - `trackops_server` is the common case: a default server, yielding its base URL
   (``http://127.0.0.1:PORT``).
-- `browser_page` is a Playwright page in Debian's Chromium (``/usr/bin/chromium``, or
-  ``TRACKOPS_CHROMIUM``); no browser is ever downloaded. Without Chromium or Playwright the test
-  skips, except under CI=true, where it fails.
-- `screenshot(page, name)` saves ``docs/images/<name>.png`` only when TRACKOPS_SCREENSHOTS=1.
+- `browser_page`, `chromium_browser` and `screenshot` come from `tests/browser.py` (one Chromium
+  per test process, shared by every browser test).
 """
 
 from __future__ import annotations
@@ -24,10 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.compat.server import ServerProcess, free_port
-from tests.conftest import unavailable
 
-CHROMIUM = os.environ.get("TRACKOPS_CHROMIUM", "/usr/bin/chromium")
-DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 
 class PrefixedServer(ServerProcess):
@@ -78,43 +73,3 @@ def start_trackops_server(tmp_path: Path) -> Iterator[Callable[..., ServerProces
 def trackops_server(start_trackops_server) -> str:
     """The base URL of a default `trackops serve` (it shows the installed MLflow UI bundle)."""
     return start_trackops_server().url
-
-
-@pytest.fixture(scope="session")
-def _browser():
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        unavailable(f"Chromium ({CHROMIUM})")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("Playwright for Python")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def browser_page(_browser):
-    """A fresh page (its own context: no cookies or storage shared between tests), 1280x800."""
-    context = _browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    try:
-        yield page
-    finally:
-        context.close()
-
-
-def screenshot(page, name: str) -> Path | None:
-    """Save the page as docs/images/<name>.png when TRACKOPS_SCREENSHOTS=1; else do nothing."""
-    if os.environ.get("TRACKOPS_SCREENSHOTS") != "1":
-        return None
-    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-    path = DOCS_IMAGES / f"{name}.png"
-    page.screenshot(path=str(path))
-    return path
-

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from tests.ui.conftest import screenshot
+from tests.browser import screenshot
 from trackops.config import Settings
 from trackops.errors import UsageError
 from trackops.server.app import ServerContext, create_app
