@@ -109,7 +109,7 @@ def serve(
     """
     import uvicorn
 
-    from trackops.server.transport import NoDelayHTTPProtocol
+    from trackops.server.limits import LimitedHTTPProtocol
 
     settings = settings_from(backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination,
                              default_artifact_root=default_artifact_root, host=host, port=port)
@@ -149,7 +149,7 @@ def serve(
         gc_thread.stop_on_sigterm()
     try:
         uvicorn.run("trackops.server.factory:app_from_env", factory=True, host=config.host, port=config.port,
-                    workers=config.workers if config.workers > 1 else None, http=NoDelayHTTPProtocol,
+                    workers=config.workers if config.workers > 1 else None, http=LimitedHTTPProtocol,
                     log_level="warning", access_log=False, timeout_graceful_shutdown=30, lifespan="off",
                     server_header=False)
     finally:

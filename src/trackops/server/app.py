@@ -27,7 +27,7 @@ from trackops.artifacts.base import ArtifactError
 from trackops.artifacts.paths import InvalidArtifactPath
 from trackops.errors import NotFoundError, StoreError, TrackopsError, UsageError
 from trackops.server.metrics import Metrics
-from trackops.server.protocol import MAX_JSON_BODY, BadRequest, Params, error_json
+from trackops.server.protocol import MAX_JSON_BODY, BadRequest, Params, body_limit, error_json
 from trackops.server.routing import Access, Route
 
 log = logging.getLogger("trackops.server")
@@ -111,13 +111,14 @@ class PayloadTooLarge(BadRequest):
     http_status = 413
 
     def __init__(self, limit: int):
-        super().__init__(f"Request body is larger than the {limit // (1024 * 1024)} MiB this endpoint accepts")
+        size = f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
+        super().__init__(f"Request body is larger than the {size} this endpoint accepts")
 
 
-async def request_params(request: Request) -> Params:
+async def request_params(request: Request, limit: int = MAX_JSON_BODY) -> Params:
     if request.method in ("GET", "HEAD"):
         return Params.from_query(request.query_params.multi_items())
-    body = await read_body(request)
+    body = await read_body(request, limit)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if body.strip() and content_type not in ("application/json", ""):
         raise BadRequest(f"Unsupported Content-Type {content_type!r}; send application/json")
@@ -159,11 +160,13 @@ def _endpoint(route: Route, ctx: ServerContext, template: str) -> Callable:
 
         return raw_endpoint
 
+    limit = body_limit(route.path)
+
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
         try:
             user = await ctx.auth.authenticate(request, route) if ctx.auth is not None else None  # before the body
-            params = await request_params(request)
+            params = await request_params(request, limit)
             if user is not None:
                 await ctx.auth.authorize(user, route, params, request.path_params)
             result = await run_in_threadpool(handler, ctx, params, request.path_params)

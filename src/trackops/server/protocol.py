@@ -22,7 +22,14 @@ from typing import Any
 
 from trackops.errors import InvalidParameterValue, StoreError
 
-MAX_JSON_BODY = 16 * 1024 * 1024  # log-batch at MLflow's limits is far below this
+# JSON bodies are read whole before a handler runs, so each route has a cap (a 413 past it). Most
+# requests are a few fields; the routes that carry batches get the large cap. Artifact uploads are
+# streamed and have none (raw routes never read their body through `request_params`).
+MAX_JSON_BODY = 16 * 1024 * 1024  # log-batch at MLflow's limits (1000 metrics, 100 params, 100 tags) is far below
+MAX_SMALL_JSON_BODY = 1024 * 1024  # 8000-character tag values and 64 KiB filters, even \u-escaped, fit
+LARGE_BODY_ROUTES = frozenset({"/mlflow/runs/log-batch", "/mlflow/runs/log-inputs", "/mlflow/runs/outputs",
+                               "/mlflow/runs/log-model", "/mlflow/logged-models", "/mlflow/logged-models/{model_id}/params"})
+LARGE_BODY_PREFIXES = ("/mlflow/traces",)  # trace info and spans come in batches too
 MAX_JSON_DEPTH = 100  # protobuf's JSON parser (MLflow's) refuses deeper messages too
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
@@ -31,6 +38,13 @@ _BAD_TEXT = re.compile(r"[\x00\ud800-\udfff]")
 
 class BadRequest(InvalidParameterValue):
     """A request that cannot be read: bad JSON, wrong content type, a malformed field."""
+
+
+def body_limit(path: str) -> int:
+    """The JSON body cap of the route at `path` (its template after the API prefix and version)."""
+    if path in LARGE_BODY_ROUTES or path.startswith(LARGE_BODY_PREFIXES):
+        return MAX_JSON_BODY
+    return MAX_SMALL_JSON_BODY
 
 
 class Params:
