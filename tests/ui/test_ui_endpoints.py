@@ -106,8 +106,6 @@ def _label(entry: dict) -> str:
 # Answers whose keys differ from mlflow server's on purpose or by a known gap (see docs/serve.md).
 KNOWN_DIFFERENCES = {
     "GET /ajax-api/3.0/mlflow/assistant/providers": "no assistant: trackops lists no providers, mlflow its CLIs",
-    "POST /ajax-api/2.0/mlflow/logged-models/search": "logged-model info keys differ (REST logged-models handler)",
-    "GET /ajax-api/2.0/mlflow/logged-models/{model_id}": "logged-model info keys differ (REST logged-models handler)",
 }
 
 

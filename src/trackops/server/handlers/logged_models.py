@@ -51,11 +51,12 @@ def _status(value: Any) -> LoggedModelStatus:
 
 @route("POST", BASE, Access.EDIT, Resource.EXPERIMENT)
 def create_logged_model(ctx, p: Params, _path) -> dict:
+    # MLflow stores the proto defaults: an absent source run or type is "" (and answered as "").
     model = _store(ctx).create_logged_model(
         p.str("experiment_id", required=True), name=p.str("name") or None,
-        source_run_id=p.str("source_run_id") or None, tags=_pairs(p.list("tags"), LoggedModelTag, "tags") or None,
+        source_run_id=p.str("source_run_id", default=""), tags=_pairs(p.list("tags"), LoggedModelTag, "tags") or None,
         params=_pairs(p.list("params"), LoggedModelParameter, "params") or None,
-        model_type=p.str("model_type") or None)
+        model_type=p.str("model_type", default=""))
     return {"model": ser.logged_model(model)}
 
 
