@@ -54,6 +54,7 @@ def run_ids(n: int, seed: int) -> list[str]:
 def populate(url: str, location: str, deleted: list[str], active: list[str], metric_rows: int = 3) -> None:
     """Head schema, experiment 1 at `location`, the runs, and their rows (set-based)."""
     engine = create_engine(url)
+    gone = set(deleted)
     try:
         with engine.begin() as conn:
             revisions.upgrade(conn)
@@ -64,9 +65,9 @@ def populate(url: str, location: str, deleted: list[str], active: list[str], met
             conn.execute(sa.insert(t.runs), [
                 dict(run_uuid=r, name=f"run-{i}", source_type="UNKNOWN", source_name="", entry_point_name="",
                      user_id="bench", status="FINISHED", start_time=NOW - 50 * DAY_MS, end_time=NOW - 50 * DAY_MS,
-                     source_version="", lifecycle_stage="deleted" if r in set(deleted) else "active",
+                     source_version="", lifecycle_stage="deleted" if r in gone else "active",
                      artifact_uri=f"{location}/{r}/artifacts", experiment_id=1,
-                     deleted_time=NOW - 40 * DAY_MS if r in set(deleted) else None)
+                     deleted_time=NOW - 40 * DAY_MS if r in gone else None)
                 for i, r in enumerate(deleted + active)])
             conn.execute(sa.text(
                 "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < :last) "
