@@ -52,6 +52,13 @@ def serve(
     gc_orphan_grace: Annotated[str, typer.Option(
         "--gc-orphan-grace", metavar="AGE",
         help="With --gc-orphans: leave orphaned folders younger than this (an upload may be in flight).")] = "1d",
+    backup_repo: Annotated[str | None, typer.Option(
+        "--backup-repo", metavar="REPO",
+        help="With --auth: the backup repository whose snapshots the admin console lists (a folder or "
+             "s3://bucket/prefix). Env: TRACKOPS_BACKUP_REPO.")] = None,
+    backup_max_age: Annotated[str, typer.Option(
+        "--backup-max-age", metavar="AGE",
+        help="With --backup-repo: the admin console warns when the newest snapshot is older than this.")] = "2d",
     ui_dir: Annotated[str | None, typer.Option(
         "--ui-dir", metavar="DIR",
         help="Serve MLflow's web UI from this folder (it holds index.html). Env: TRACKOPS_UI_DIR. Default: the "
@@ -90,6 +97,10 @@ def serve(
         "--disable-security-middleware",
         help="DANGEROUS: no host check, no CORS protection, no security headers (for testing only). Env: "
              "TRACKOPS_DISABLE_SECURITY_MIDDLEWARE, then MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE.")] = False,
+    webhooks_allow_private: Annotated[bool, typer.Option(
+        "--webhooks-allow-private",
+        help="Let registry webhooks reach loopback, private and link-local addresses (no SSRF check), for "
+             "private deployments. Env: MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true. See docs/serve.md#webhooks.")] = False,
 ) -> int:
     """Run an MLflow-compatible tracking server (REST API 2.0, proxied artifacts, model registry).
 
@@ -112,7 +123,8 @@ def serve(
     from trackops.server.limits import LimitedHTTPProtocol
 
     settings = settings_from(backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination,
-                             default_artifact_root=default_artifact_root, host=host, port=port)
+                             default_artifact_root=default_artifact_root, host=host, port=port,
+                             backup_repository=backup_repo)
     from trackops.server.ui import locate_bundle, normalise_prefix
 
     from trackops.server.security import resolve_flags
@@ -125,7 +137,10 @@ def serve(
                        default_permission=default_permission.upper(),
                        artifacts_credentials_secret=artifacts_credentials_secret, access_log=access_log,
                        ui_source=bundle.source, ui_dir=bundle.path, ui_mlflow_version=bundle.mlflow_version,
-                       static_prefix=normalise_prefix(static_prefix), **security)
+                       static_prefix=normalise_prefix(static_prefix), webhooks_allow_private=webhooks_allow_private,
+                       gc_interval=gc_interval, gc_older_than=gc_older_than,
+                       backup_repository=settings.backup_repository, backup_max_age=_checked_age(backup_max_age),
+                       **security)
     config = report.config
     if report.created:
         console.print(f"Created the database {report.database} at head {report.revision}.", markup=False)
@@ -139,6 +154,9 @@ def serve(
     for warning in _security_warnings(config):
         console.print(f"WARNING: {warning}", markup=False, soft_wrap=True)
     os.environ[CONFIG_ENV] = config.to_env()
+    from trackops.stores.webhooks import share_process_key
+
+    share_process_key(os.environ)  # one webhook-secret key for all workers when none is configured
     gc_thread = None
     if gc_interval:
         from trackops.services.gc_background import GcThread
@@ -156,6 +174,13 @@ def serve(
         if gc_thread is not None:
             gc_thread.stop()
     return 0
+
+
+def _checked_age(age: str) -> str:
+    from trackops.services.gc_plan import parse_age
+
+    parse_age(age)  # a bad value is a usage error before the server starts
+    return age
 
 
 def _ui_line(bundle, config) -> str:

@@ -21,7 +21,7 @@ from trackops.services.serve import ServeConfig, readiness
 
 log = logging.getLogger("trackops.server")
 
-HANDLER_MODULES = ("tracking", "artifacts", "meta", "registry", "logged_models", "ui_support")
+HANDLER_MODULES = ("tracking", "artifacts", "meta", "registry", "logged_models", "traces", "ui_support", "webhooks")
 
 # The thread pool runs up to 40 handlers at once; the pool lets most of them hold a connection.
 POOL_SIZE = 10
@@ -35,7 +35,9 @@ def routes() -> list[Route]:
             modules.append(importlib.import_module(f"trackops.server.handlers.{name}"))
         except ImportError as exc:  # a store the handlers need is not available in this build
             log.warning("endpoints in %s are disabled: %s", name, exc)
-    return collect(*modules)
+    from trackops.server.handlers.webhooks import with_events
+
+    return with_events(collect(*modules))  # registry changes queue their webhook events
 
 
 def build_context(config: ServeConfig) -> ServerContext:
@@ -51,6 +53,10 @@ def build_context(config: ServeConfig) -> ServerContext:
     ctx.logged_models = _optional_store("trackops.stores.logged_models", "LoggedModelStore", engine,
                                         default_artifact_root=config.default_artifact_root)
     ctx.artifacts = repository_for(config.artifacts_destination) if config.serve_artifacts else None
+    from trackops.stores.webhook_urls import private_allowed_by_env
+    from trackops.stores.webhooks import WebhookStore
+
+    ctx.webhooks = WebhookStore(engine, allow_private=config.webhooks_allow_private or private_allowed_by_env())
     ctx.readiness = lambda: readiness(engine, ctx.artifacts)
     ctx.ui, ctx.static_prefix = bundle_of(config), config.static_prefix
     if url.get_backend_name() == "sqlite":
@@ -88,10 +94,27 @@ def serve_app(config: ServeConfig):
     return secure(build_app(config), SecurityOptions.from_config(config))
 
 
+def _start_webhook_sender(app) -> None:
+    """This worker's webhook sender (services/webhooks.py), stopped when the process exits."""
+    import atexit
+
+    from trackops.services.webhooks import WebhookSender
+
+    inner = app
+    while not hasattr(getattr(inner, "state", None), "ctx") and hasattr(inner, "app"):
+        inner = inner.app  # through the security middleware to the Starlette app
+    ctx = inner.state.ctx
+    sender = WebhookSender(ctx.webhooks, lock=ctx.write_lock)
+    ctx.webhook_sender = sender
+    sender.start()
+    atexit.register(sender.stop)
+
+
 def app_from_env():
     """The uvicorn factory: the app for the `ServeConfig` the parent put in the environment."""
     config = ServeConfig.from_env()
     app = serve_app(config)
+    _start_webhook_sender(app)
     if config.access_log:
         from trackops.server.access_log import AccessLogMiddleware
 

@@ -62,6 +62,13 @@ class ServeConfig:
     x_frame_options: str = "SAMEORIGIN"
     frame_ancestors: str | None = None  # sites that may embed the UI (Content-Security-Policy)
     disable_security_middleware: bool = False
+    webhooks_allow_private: bool = False  # webhook URLs may reach loopback/private addresses (SSRF check off)
+    # What the admin console (server/admin.py) shows and plans with: the cleaner's age and interval,
+    # the backup repository whose snapshots it lists, and when the newest is too old.
+    gc_interval: str | None = None
+    gc_older_than: str = "30d"
+    backup_repository: str | None = None
+    backup_max_age: str = "2d"
 
     def to_env(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -76,7 +83,8 @@ class ServeConfig:
     @property
     def settings(self) -> Settings:
         return Settings(backend_store_uri=self.backend_store_uri, artifacts_destination=self.artifacts_destination,
-                        default_artifact_root=self.default_artifact_root, host=self.host, port=self.port)
+                        default_artifact_root=self.default_artifact_root, host=self.host, port=self.port,
+                        backup_repository=self.backup_repository)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +115,7 @@ def serve_config(settings: Settings, *, serve_artifacts: bool = True, workers: i
         destination = os.path.abspath(destination)
     if workers < 1:
         raise TrackopsError(f"--workers must be at least 1, not {workers}")
+    security.setdefault("backup_repository", settings.backup_repository)
     return ServeConfig(backend_store_uri=settings.backend_store_uri, artifacts_destination=destination,
                        default_artifact_root=resolve_uri_if_local(root), serve_artifacts=serve_artifacts,
                        host=settings.host, port=settings.port, workers=workers, **security)
