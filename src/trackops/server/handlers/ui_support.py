@@ -6,7 +6,7 @@
   attachment with ``X-Content-Type-Options: nosniff``, and text types (html included) are
   ``text/plain``, so nothing from an artifact runs on the server's origin.
 - ``upload-artifact``: the UI's file upload into a run's artifacts.
-- Features trackops does not have (traces, prompts, the AI gateway, scorers, ...) answer what
+- Features trackops does not have (prompts, the AI gateway, scorers, ...) answer what
   ``mlflow server`` answers when they are empty, so their pages show their empty state.
 """
 
@@ -143,22 +143,12 @@ def _empty(ctx, _p: Params, _path) -> dict:
     return {}
 
 
-for _method, _path_ in (("POST", "/mlflow/datasets/search"), ("POST", "/mlflow/traces/search"),
+for _method, _path_ in (("POST", "/mlflow/datasets/search"),
                         ("GET", "/mlflow/scorers/list"), ("GET", "/mlflow/gateway/endpoints/list"),
                         ("GET", "/mlflow/gateway/endpoints/bindings/list"),
                         ("GET", "/mlflow/gateway/model-definitions/list"), ("GET", "/mlflow/gateway/secrets/list")):
     # Listings read nothing a user could be denied: SEARCH, as every listing filtered by permission.
     route(_method, _path_, Access.READ, Resource.SEARCH, versions=("3.0",))(_empty)
-
-
-@route("POST", "/mlflow/traces/metrics", Access.READ, Resource.SEARCH, versions=("3.0",))
-def trace_metrics(ctx, p: Params, _path) -> dict:
-    """Trace counts for the traces page's chart: no traces, so each asked aggregation is 0."""
-    values = {}
-    for agg in p.list("aggregations"):
-        if isinstance(agg, dict) and isinstance(agg.get("aggregation_type"), str):
-            values[agg["aggregation_type"]] = 0.0
-    return {"data_points": [{"metric_name": p.str("metric_name") or "trace_count", "values": values}]}
 
 
 @route("GET", "/mlflow/gateway/secrets/config", Access.PUBLIC, versions=("3.0",))
