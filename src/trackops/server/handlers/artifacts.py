@@ -10,12 +10,18 @@ Multipart uploads (``mpu/create|complete|abort``) are offered when the destinati
 server starts an S3 multipart upload and hands the client presigned part URLs, so the parts go
 straight to S3. For any other destination the server answers with the message the MLflow client
 recognises as "unsupported", and the client falls back to one streamed PUT.
+
+Error messages name the path the client asked for, never where the destination lives (its
+folder on the server, its bucket or endpoint): the store's own message goes to the server log.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import mimetypes
 import posixpath
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -27,11 +33,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from trackops.artifacts import locate, validate_path
+from trackops.artifacts.base import ArtifactError, ArtifactNotFound, ArtifactStoreNotFound
 from trackops.artifacts.paths import InvalidArtifactPath, join, relative_to
-from trackops.errors import InvalidParameterValue, StoreError
+from trackops.errors import InvalidParameterValue, ResourceDoesNotExist, StoreError
 from trackops.server import serialize as ser
 from trackops.server.protocol import Params
 from trackops.server.routing import Access, Resource, route
+
+log = logging.getLogger("trackops.server")
 
 BLOCK = 1024 * 1024
 ARTIFACTS = "/mlflow-artifacts/artifacts"
@@ -47,6 +56,37 @@ class NotImplementedOnServer(StoreError):
 class ArtifactsNotServed(StoreError):
     error_code = "ENDPOINT_NOT_FOUND"
     http_status = 503
+
+
+class ArtifactStoreFailed(StoreError):
+    """The destination failed (unreachable, refused our credentials, no such bucket): not the client's doing."""
+
+    error_code = "INTERNAL_ERROR"
+    http_status = 500
+
+
+# S3's answers to a multipart request that are the client's mistake, and the status they get
+_S3_CLIENT_MISTAKES = {"NoSuchUpload": 404, "InvalidPart": 400, "InvalidPartOrder": 400, "EntityTooSmall": 400,
+                       "MalformedXML": 400, "InvalidArgument": 400}
+
+
+@contextlib.contextmanager
+def client_facing(path: str, action: str) -> Iterator[None]:
+    """Artifact-store errors retold in terms of `path` as the client named it (see the module doc)."""
+    try:
+        yield
+    except ArtifactNotFound:
+        raise ResourceDoesNotExist(f"no artifact at '{path}'") from None
+    except (ArtifactError, ArtifactStoreNotFound) as exc:
+        log.warning("artifact store failed to %s '%s': %s", action, path, exc.message)
+        raise ArtifactStoreFailed(f"the artifact store failed to {action} '{path}'; see the server log") from None
+    except Exception as exc:  # noqa: BLE001 - botocore's errors from the multipart calls
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", "")) if hasattr(exc, "response") else ""
+        if code not in _S3_CLIENT_MISTAKES:
+            raise
+        if _S3_CLIENT_MISTAKES[code] == 404:
+            raise ResourceDoesNotExist(f"no multipart upload of '{path}' with this upload_id") from None
+        raise InvalidParameterValue(f"the multipart upload of '{path}' was refused: {code}") from None
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:
@@ -104,7 +144,8 @@ async def upload_artifact(ctx, request: Request) -> Response:
             yield block
 
     try:
-        await anyio.to_thread.run_sync(repo.write, path, blocks())
+        with client_facing(path, "write"):
+            await anyio.to_thread.run_sync(repo.write, path, blocks())
     except Exception:
         if disconnected:  # the writer discarded the partial file; nothing was stored
             raise InvalidParameterValue(f"Upload of {path} interrupted: the client disconnected before the "
@@ -120,8 +161,9 @@ async def download_artifact(ctx, request: Request) -> Response:
     return await _stream_file(repo, path)
 
 
-async def _stream_file(repo, path: str) -> Response:
-    reader = await anyio.to_thread.run_sync(repo.open, path)
+async def _stream_file(repo, path: str, asked: str | None = None) -> Response:
+    with client_facing(asked if asked is not None else path, "read"):
+        reader = await anyio.to_thread.run_sync(repo.open, path)
     media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     if media_type.startswith("text/"):
         media_type += "; charset=utf-8"
@@ -136,7 +178,8 @@ async def delete_artifact(ctx, request: Request) -> Response:
     repo = _destination(ctx)
     # Never the whole destination: a client deleting a run's artifacts always names a folder.
     path = _safe(request.path_params["artifact_path"], file=True)
-    await anyio.to_thread.run_sync(repo.delete_prefix, path)
+    with client_facing(path, "delete"):
+        await anyio.to_thread.run_sync(repo.delete_prefix, path)
     return _json({})
 
 
@@ -155,7 +198,9 @@ def list_proxied(ctx, p: Params, _path) -> dict:
     """Entries directly under ``path``, with paths relative to it (as MLflow lists them)."""
     repo = _destination(ctx)
     base = _safe(p.str("path") or "")
-    return ser.page("files", _files(repo.list(base), base), None)
+    with client_facing(base, "list"):
+        entries = repo.list(base)
+    return ser.page("files", _files(entries, base), None)
 
 
 @route("GET", "/mlflow/artifacts/list", Access.READ, Resource.RUN)
@@ -165,7 +210,8 @@ def list_run_artifacts(ctx, p: Params, _path) -> dict:
     root_uri = run.info.artifact_uri
     sub = _safe(p.str("path") or "")
     repo, base = locate(root_uri, artifacts_destination=ctx.settings.artifacts_destination)
-    entries = repo.list(join(base, sub))
+    with client_facing(sub, "list"):
+        entries = repo.list(join(base, sub))
     out: dict[str, Any] = {"root_uri": root_uri}
     files = _files(entries, base)
     if files:
@@ -196,7 +242,8 @@ def create_multipart(ctx, p: Params, path: dict) -> dict:
         raise InvalidParameterValue(f"num_parts must be between 1 and 10000, got {num_parts}")
     client, bucket, key = _s3_target(ctx, path["artifact_path"], file_name)
     mime = mimetypes.guess_type(key)[0]
-    upload = client.create_multipart_upload(Bucket=bucket, Key=key, **({"ContentType": mime} if mime else {}))
+    with client_facing(path["artifact_path"], "start a multipart upload of"):
+        upload = client.create_multipart_upload(Bucket=bucket, Key=key, **({"ContentType": mime} if mime else {}))
     upload_id = upload["UploadId"]
     credentials = [{"url": client.generate_presigned_url(
         "upload_part", Params={"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": n},
@@ -219,8 +266,9 @@ def complete_multipart(ctx, p: Params, path: dict) -> dict:
     if not parts:
         raise InvalidParameterValue("Missing value for required parameter 'parts'.")
     client, bucket, key = _s3_target(ctx, path["artifact_path"], file_name)
-    client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
-                                     MultipartUpload={"Parts": sorted(parts, key=lambda x: x["PartNumber"])})
+    with client_facing(join(path["artifact_path"], file_name), "complete the multipart upload of"):
+        client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                         MultipartUpload={"Parts": sorted(parts, key=lambda x: x["PartNumber"])})
     return {}
 
 
@@ -228,5 +276,6 @@ def complete_multipart(ctx, p: Params, path: dict) -> dict:
 def abort_multipart(ctx, p: Params, path: dict) -> dict:
     file_name, upload_id = p.str("path", required=True), p.str("upload_id", required=True)
     client, bucket, key = _s3_target(ctx, path["artifact_path"], file_name)
-    client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    with client_facing(join(path["artifact_path"], file_name), "abort the multipart upload of"):
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
     return {}
