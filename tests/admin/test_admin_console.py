@@ -181,7 +181,7 @@ def test_run_a_pass_now_purges_a_deleted_run_and_logs_trigger_admin(client, sqli
         page = client.get("/admin/cleaner", headers=ADMIN)
         assert page.status_code == 200 and "No gc pass recorded yet." in page.text
         cleaner = client.get("/admin/api/cleaner", headers=ADMIN).json()
-        assert set(cleaner) == {"older_than", "passes", "plan", "plan_error"}
+        assert set(cleaner) == {"older_than", "interval", "passes", "plan", "plan_error"}
         assert cleaner["older_than"] == "30d" and cleaner["plan"]["plan"]["totals"]["runs"] == 1
         token = csrf(client, "/admin/cleaner")
         confirm = post(client, "/admin/cleaner/confirm", {"csrf_token": token})

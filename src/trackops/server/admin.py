@@ -4,8 +4,17 @@
   destination, this worker's uptime, request and error counts;
 - ``/admin/cleaner``: recent gc passes, what a pass would purge now, and "Run a pass now"
   (confirm page, then ``gc(..., trigger="admin")``);
-- ``/admin/users``: users with their tokens' ids and names, create a user, reset a password, grant
-  an experiment permission (`AuthStore`, which bumps the auth epoch so other workers follow).
+- ``/admin/storage``: experiments, runs (active/deleted) and artifact bytes by experiment
+  (`gc_usage.usage_on`), computed in a background thread and cached for `STORAGE_TTL` seconds;
+- ``/admin/backups``: the snapshots of the configured repository (``--backup-repo``) with age, size,
+  whether the console's own check (`verify` without --read-data) passed, the restore command, and a
+  warning when the newest is older than ``--backup-max-age``; cached like the storage page;
+- ``/admin/users``: users, their tokens, create a user, reset a password, revoke a token, grant and
+  revoke experiment and registered-model permissions (`AuthStore`, which bumps the auth epoch in the
+  same transaction so every worker follows within a second).
+
+What `trackops serve` was started with (``--gc-older-than``, ``--backup-repo``, ``--backup-max-age``)
+comes from its `ServeConfig`, which every worker finds in its environment.
 
 Only administrators: no credentials is 401 with ``WWW-Authenticate``, a non-admin 403. Without
 --auth these routes are not mounted (404 like any unknown path). Every POST needs the double-submit
@@ -14,9 +23,12 @@ CSRF token (cookie and form field) and an Origin (or Referer) whose host is the 
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import logging
 import secrets
+import shlex
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,12 +39,12 @@ import jinja2
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route as StarletteRoute
 
 from trackops import __version__
 from trackops.auth.permissions import NAMES as PERMISSIONS
-from trackops.auth.users import EXPERIMENT, AuthStore
+from trackops.auth.users import EXPERIMENT, KINDS, AuthStore
 from trackops.db import own_schema, revisions, schema
 from trackops.db.engine import hide_password
 from trackops.errors import StoreError, TrackopsError
@@ -44,6 +56,9 @@ CSRF_COOKIE = "trackops_admin_csrf"
 CSRF_FIELD = "csrf_token"
 MAX_FORM = 64 * 1024
 DEFAULT_GC_AGE = "30d"
+DEFAULT_BACKUP_MAX_AGE = "2d"
+STORAGE_TTL = 600.0  # seconds a storage figure is shown before the next view recomputes it
+BACKUPS_TTL = 300.0
 GUARD_ROUTE = Route("GET", "/admin", handler=None, access=Access.ADMIN)
 
 _templates = jinja2.Environment(
@@ -88,6 +103,83 @@ def _safe_uri(uri: str | None) -> str | None:
     return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
+def _age_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    n = int(seconds)
+    if n >= 86400:
+        return f"{n // 86400}d {n % 86400 // 3600}h"
+    if n >= 3600:
+        return f"{n // 3600}h {n % 3600 // 60}m"
+    return f"{n // 60}m" if n >= 60 else f"{n}s"
+
+
+_templates.filters["age"] = _age_text
+
+
+def serve_config_of(ctx: Any) -> Any:
+    """The `ServeConfig` this worker serves: ``ctx.config``, else the one `trackops serve` put in the
+    environment (when it names the same database); None when neither is there (an app built in-process)."""
+    config = getattr(ctx, "config", None)
+    if config is not None:
+        return config
+    from trackops.services.serve import ServeConfig
+
+    try:
+        config = ServeConfig.from_env()
+    except (TrackopsError, TypeError, ValueError):
+        return None
+    return config if config.backend_store_uri == ctx.settings.backend_store_uri else None
+
+
+class Background:
+    """A value computed in a daemon thread and shown for `ttl` seconds; a page view never computes it.
+
+    `get()` answers at once with the last value (``state`` "ready", or "computing" before the first
+    one) and starts a recomputation when the value is older than `ttl` and none is running.
+    """
+
+    def __init__(self, name: str, compute: Callable[[], Any], ttl: float):
+        self.name, self.compute, self.ttl = name, compute, ttl
+        self.value: Any = None
+        self.error: str | None = None
+        self.refreshed_at: float | None = None  # time.time() of the last finished computation
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> threading.Thread:
+        """Start a computation unless one is running; the thread doing it."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=f"trackops-admin-{self.name}", daemon=True)
+                self._thread.start()
+            return self._thread
+
+    def _run(self) -> None:
+        try:
+            value, error = self.compute(), None
+        except TrackopsError as exc:
+            value, error = None, exc.message
+        except Exception:  # noqa: BLE001 - a background figure must not take the worker down
+            log.exception("admin console: computing %s failed", self.name)
+            value, error = None, "Internal error while computing this page; see the server log."
+        with self._lock:
+            self.value, self.error, self.refreshed_at = value, error, time.time()
+
+    def get(self) -> dict[str, Any]:
+        with self._lock:
+            stale = self.refreshed_at is None or time.time() - self.refreshed_at > self.ttl
+            running = self._thread is not None and self._thread.is_alive()
+        if stale and not running:
+            self.refresh()
+            running = True
+        with self._lock:
+            return {"state": "ready" if self.refreshed_at is not None else "computing",
+                    "refreshing": running, "refreshed_at": None if self.refreshed_at is None
+                    else int(self.refreshed_at * 1000), "ttl_seconds": self.ttl,
+                    "error": self.error, "value": self.value}
+
+
 class Console:
     """The pages; one per worker, built by `admin_routes(ctx)`."""
 
@@ -95,7 +187,13 @@ class Console:
         self.ctx = ctx
         self.started = time.time()
         self.store = AuthStore(ctx.engine)
-        self.gc_age = getattr(ctx, "gc_older_than", None) or DEFAULT_GC_AGE
+        config = serve_config_of(ctx)
+        self.gc_age = getattr(config, "gc_older_than", None) or DEFAULT_GC_AGE
+        self.gc_interval = getattr(config, "gc_interval", None)
+        self.backup_repository = ctx.settings.backup_repository or getattr(config, "backup_repository", None)
+        self.backup_max_age = getattr(config, "backup_max_age", None) or DEFAULT_BACKUP_MAX_AGE
+        self.storage_cache = Background("storage", self._usage, STORAGE_TTL)
+        self.backups_cache = Background("backups", self._backups, BACKUPS_TTL)
 
     # --- access, CSRF, rendering ----------------------------------------------------------------
 
@@ -210,7 +308,8 @@ class Console:
             plan, plan_error = self._plan(), None
         except TrackopsError as exc:
             plan, plan_error = None, exc.message
-        return {"older_than": self.gc_age, "passes": passes, "plan": plan, "plan_error": plan_error}
+        return {"older_than": self.gc_age, "interval": self.gc_interval, "passes": passes, "plan": plan,
+                "plan_error": plan_error}
 
     async def cleaner_page(self, request: Request) -> Response:
         return self._page(request, "cleaner.html", **await run_in_threadpool(self.cleaner))
@@ -233,6 +332,93 @@ class Console:
             return self._page(request, "error.html", 409, message=f"The pass did not run: {exc.message}")
         return self._page(request, "cleaner_result.html", older_than=self.gc_age, report=report.to_json())
 
+    # --- storage and backups: computed in the background --------------------------------------
+
+    def _usage(self) -> dict[str, Any]:
+        from trackops.services.gc_usage import usage_on
+
+        return usage_on(self.ctx.engine, self.ctx.settings).to_json()
+
+    def storage(self) -> dict[str, Any]:
+        cached = self.storage_cache.get()
+        return {"state": cached["state"], "refreshing": cached["refreshing"], "refreshed_at": cached["refreshed_at"],
+                "ttl_seconds": cached["ttl_seconds"], "error": cached["error"], "usage": cached["value"]}
+
+    async def storage_page(self, request: Request) -> Response:
+        return self._page(request, "storage.html", storage=self.storage())
+
+    async def storage_json(self, request: Request) -> Response:
+        return JSONResponse(self.storage())
+
+    def _backups(self) -> dict[str, Any]:
+        from trackops.services.forget import list_snapshots
+        from trackops.services.gc_plan import parse_age
+        from trackops.services.verify import verify
+
+        repo = self.backup_repository
+        max_age_s = parse_age(self.backup_max_age) / 1000
+        out: dict[str, Any] = {"repository": _safe_uri(repo), "max_age": self.backup_max_age,
+                               "max_age_seconds": max_age_s, "checked_at": int(time.time() * 1000),
+                               "snapshots": [], "newest": None, "newest_age_seconds": None, "stale": False,
+                               "warning": None}
+        if not repo:
+            out["warning"] = ("No backup repository is configured: start trackops serve with --backup-repo "
+                              "(or TRACKOPS_BACKUP_REPO).")
+            return out
+        settings = self.ctx.settings
+        snapshots = list_snapshots(settings, repository=repo)
+        problems: dict[str, list[str]] = {}
+        if snapshots:
+            report = verify(settings, repository=repo)  # manifests, indexes, objects present with their sizes
+            for p in report.problems:
+                problems.setdefault(p.snapshot, []).append(str(p))
+        now = time.time()
+        destination = settings.artifacts_destination
+        for snap in snapshots:
+            item = snap.to_json()
+            created = dt.datetime.fromisoformat(snap.created.replace("Z", "+00:00")).timestamp()
+            item.update(age_seconds=round(now - created, 1), verified=snap.id not in problems,
+                        problems=problems.get(snap.id, []),
+                        restore_command=" ".join(["trackops", "restore", snap.id, "--repo", shlex.quote(repo),
+                                                  "--to-backend-store-uri",
+                                                  shlex.quote(hide_password(settings.backend_store_uri)),
+                                                  "--to-artifacts-destination", shlex.quote(destination)]))
+            out["snapshots"].append(item)
+        if not snapshots:
+            out["stale"] = True
+            out["warning"] = f"The repository {out['repository']} holds no snapshot yet: run trackops backup."
+            return out
+        newest = max(out["snapshots"], key=lambda item: item["created"])
+        out["newest"], out["newest_age_seconds"] = newest["id"], newest["age_seconds"]
+        if newest["age_seconds"] > max_age_s:
+            out["stale"] = True
+            out["warning"] = (f"The newest snapshot ({newest['id']}) is {_age_text(newest['age_seconds'])} old, "
+                              f"older than --backup-max-age {self.backup_max_age}.")
+        return out
+
+    def backups(self) -> dict[str, Any]:
+        cached = self.backups_cache.get()
+        value = cached["value"] or {}
+        return {**value, "state": cached["state"], "refreshing": cached["refreshing"],
+                "refreshed_at": cached["refreshed_at"], "ttl_seconds": cached["ttl_seconds"],
+                "error": cached["error"], "snapshots": value.get("snapshots", []),
+                "repository": value.get("repository", _safe_uri(self.backup_repository)),
+                "max_age": self.backup_max_age}
+
+    async def backups_page(self, request: Request) -> Response:
+        return self._page(request, "backups.html", backups=self.backups())
+
+    async def backups_json(self, request: Request) -> Response:
+        return JSONResponse(self.backups())
+
+    def refresh_action(self, cache_name: str, page: str) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            await self._form(request)
+            getattr(self, cache_name).refresh()
+            return RedirectResponse(f"{request.scope.get('root_path', '').rstrip('/')}/admin/{page}", status_code=303)
+
+        return handle
+
     # --- users ----------------------------------------------------------------------------------
 
     def users(self) -> dict[str, Any]:
@@ -243,7 +429,7 @@ class Console:
                          error: str | None = None) -> Response:
         data = await run_in_threadpool(self.users)
         return self._page(request, "users.html", status, message=message, error=error,
-                          permission_names=PERMISSIONS, **data)
+                          permission_names=PERMISSIONS, kinds=KINDS, **data)
 
     async def users_json(self, request: Request) -> Response:
         return JSONResponse(await run_in_threadpool(self.users))
@@ -259,17 +445,35 @@ class Console:
                 elif action == "password":
                     await run_in_threadpool(self.store.set_password, username, fields.get("password", ""))
                     message = f"Password of {username} reset."
+                elif action == "token-revoke":
+                    token_id = fields.get("token_id", "").strip()
+                    await run_in_threadpool(self.store.revoke_token, token_id)
+                    message = f"Token {token_id} revoked."
                 else:
-                    grant = await run_in_threadpool(self.store.grant, username, EXPERIMENT,
-                                                    fields.get("experiment_id", "").strip(),
-                                                    fields.get("permission", ""))
-                    message = f"{grant.username} now has {grant.permission} on experiment {grant.resource}."
+                    kind, resource = _resource(fields)
+                    what = kind.replace("_", " ")
+                    if action == "grant":
+                        grant = await run_in_threadpool(self.store.grant, username, kind, resource,
+                                                        fields.get("permission", ""))
+                        message = f"{grant.username} now has {grant.permission} on {what} {grant.resource}."
+                    else:
+                        await run_in_threadpool(self.store.revoke, username, kind, resource)
+                        message = f"Revoked the permission of {username} on {what} {resource}."
             except TrackopsError as exc:  # one-line usage errors: bad name, short password, unknown user
                 return await self.users_page(request, 400, error=exc.message)
             self.ctx.auth.guard.forget_permissions()  # this worker at once; the others by the epoch
             return await self.users_page(request, message=message)
 
         return handle
+
+
+def _resource(fields: dict[str, str]) -> tuple[str, str]:
+    """(kind, resource) of a grant or revoke form: ``kind`` + ``resource``, or the older ``experiment_id``."""
+    kind = fields.get("kind", EXPERIMENT) or EXPERIMENT
+    if kind not in KINDS:
+        raise TrackopsError(f"unknown resource kind {kind!r}: experiment or registered_model")
+    resource = fields.get("resource", fields.get("experiment_id", ""))
+    return kind, resource.strip() if kind == EXPERIMENT else resource
 
 
 def admin_routes(ctx: Any) -> list[StarletteRoute]:
@@ -286,7 +490,13 @@ def admin_routes(ctx: Any) -> list[StarletteRoute]:
             page("/admin/cleaner", c.cleaner_page), api("/admin/api/cleaner", c.cleaner_json),
             page("/admin/cleaner/confirm", c.cleaner_confirm, ["POST"]),
             page("/admin/cleaner/run", c.cleaner_run, ["POST"]),
+            page("/admin/storage", c.storage_page), api("/admin/api/storage", c.storage_json),
+            page("/admin/storage/refresh", c.refresh_action("storage_cache", "storage"), ["POST"]),
+            page("/admin/backups", c.backups_page), api("/admin/api/backups", c.backups_json),
+            page("/admin/backups/refresh", c.refresh_action("backups_cache", "backups"), ["POST"]),
             page("/admin/users", c.users_page), api("/admin/api/users", c.users_json),
             page("/admin/users/create", c.users_action("create"), ["POST"]),
             page("/admin/users/password", c.users_action("password"), ["POST"]),
-            page("/admin/users/grant", c.users_action("grant"), ["POST"])]
+            page("/admin/users/grant", c.users_action("grant"), ["POST"]),
+            page("/admin/users/revoke", c.users_action("revoke"), ["POST"]),
+            page("/admin/users/tokens/revoke", c.users_action("token-revoke"), ["POST"])]
