@@ -97,6 +97,8 @@ def decode_page_token(token: str | None) -> int:
         raise InvalidParameterValue(f"Invalid page token {token!r}: bad offset") from None
     if offset < 0:
         raise InvalidParameterValue(f"Invalid page token {token!r}: negative offset")
+    if offset >= 2**63:  # beyond any OFFSET a database takes
+        raise InvalidParameterValue(f"Invalid page token {token!r}: bad offset")
     return offset
 
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 
 from trackops.entities import DatasetInput, Metric, Param, RunTag
-from trackops.errors import InvalidParameterValue
+from trackops.errors import InvalidParameterValue, ResourceDoesNotExist
 
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
@@ -89,10 +89,13 @@ def parse_experiment_id(experiment_id: object) -> int:
     if isinstance(experiment_id, bool):
         raise InvalidParameterValue(f"Invalid experiment ID '{experiment_id}'")
     try:
-        return int(experiment_id)  # type: ignore[arg-type]
+        number = int(experiment_id)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise InvalidParameterValue(
             f"Invalid experiment ID '{experiment_id}'. Experiment ID must be a valid integer.") from None
+    if not -(2**63) <= number < 2**63:  # no such row can exist, and no database takes it as a parameter
+        raise ResourceDoesNotExist(f"No Experiment with id={experiment_id} exists")
+    return number
 
 
 def validate_experiment_name(name: object) -> str:
