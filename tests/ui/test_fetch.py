@@ -16,6 +16,8 @@ from trackops.server.ui import cached_bundle, locate_bundle
 from trackops.services.ui_fetch import cache_root, fetch_ui
 
 BUILD = "mlflow/server/js/build/"
+UNREACHABLE_INDEX = {"PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_EXTRA_INDEX_URL": "", "PIP_FIND_LINKS": "",
+                     "PIP_RETRIES": "0", "PIP_TIMEOUT": "2", "PIP_NO_CACHE_DIR": "1"}
 
 
 def make_wheel(folder: Path, *, name: str = "mlflow", version: str = "9.9.9", bundle: bool = True,
@@ -114,14 +116,34 @@ def test_members_that_climb_out_of_the_bundle_are_refused_and_nothing_is_install
 
 def test_a_pip_failure_exits_1_with_pips_last_line(tmp_path):
     # An index on a closed loopback port: pip finds nothing and says so on its last line.
-    env = {"PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_EXTRA_INDEX_URL": "", "PIP_FIND_LINKS": "",
-           "PIP_RETRIES": "0", "PIP_TIMEOUT": "2", "PIP_NO_CACHE_DIR": "1"}
-    result = run_cli("--mlflow-version", "3.17.2", cache=tmp_path / "xdg", env=env)
+    result = run_cli("--mlflow-version", "3.17.2", cache=tmp_path / "xdg", env=UNREACHABLE_INDEX)
     assert result.returncode == 1, result.stderr
     assert "pip download of mlflow==3.17.2 failed:" in result.stderr
     assert "No matching distribution" in result.stderr or "ERROR" in result.stderr
     with pytest.raises(TrackopsError):
         fetch_ui(mlflow_version="3.17.2; rm -rf /", cache=tmp_path / "c")
+
+
+def test_if_missing_keeps_a_cached_bundle_without_asking_the_index(tmp_path):
+    first = run_cli("--wheel", str(make_wheel(tmp_path / "w", version="3.17.2")), cache=tmp_path / "xdg")
+    assert first.returncode == 0, first.stderr
+    # The index is unreachable: only a run that does not download can succeed.
+    again = run_cli("--if-missing", "--json", cache=tmp_path / "xdg", env=UNREACHABLE_INDEX)
+    assert again.returncode == 0, again.stderr
+    out = json.loads(again.stdout)
+    assert out["source"] == "cache" and out["wheel"] is None and out["files"] == 3
+    assert out["path"] == str(tmp_path / "xdg" / "trackops" / "ui" / "3.17.2")
+    text = run_cli("--if-missing", cache=tmp_path / "xdg", env=UNREACHABLE_INDEX)
+    assert text.returncode == 0 and "nothing fetched" in text.stderr + text.stdout
+
+
+def test_if_missing_fetches_when_the_cache_lacks_that_version(tmp_path):
+    fetch_ui(wheel=str(make_wheel(tmp_path / "w", version="9.9.9")), cache=tmp_path / "cache")
+    (tmp_path / "cache" / "9.9.9" / "index.html").unlink()  # an incomplete bundle is not kept
+    result = run_cli("--if-missing", "--mlflow-version", "9.9.9", cache=tmp_path / "xdg2", env=UNREACHABLE_INDEX)
+    assert result.returncode == 1 and "pip download of mlflow==9.9.9 failed" in result.stderr
+    assert fetch_ui(mlflow_version="9.9.9", cache=tmp_path / "cache", if_missing=True,
+                    wheel=str(make_wheel(tmp_path / "w2", version="9.9.9"))).source == "wheel"
 
 
 @pytest.mark.slow

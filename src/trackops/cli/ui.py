@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from trackops.cli.common import EXIT_CODES_EPILOG, JsonOutput, TransientBar, console, human_size, print_json
-from trackops.services.ui_fetch import DEFAULT_MLFLOW_VERSION, fetch_ui
+from trackops.services.ui_fetch import DEFAULT_MLFLOW_VERSION, cache_root, cached_bundle, fetch_ui
 
 app = typer.Typer(
     name="ui",
@@ -33,6 +33,9 @@ def fetch(
     wheel: Annotated[str | None, typer.Option(
         "--wheel", metavar="PATH",
         help="Take the bundle from this mlflow wheel file instead of downloading it (offline machines).")] = None,
+    if_missing: Annotated[bool, typer.Option(
+        "--if-missing",
+        help="Do nothing when the cache already holds this version's bundle (for set-up scripts).")] = False,
     json_output: JsonOutput = False,
 ) -> int:
     """Download MLflow's wheel (or take --wheel) and extract its UI bundle into the cache.
@@ -47,16 +50,24 @@ def fetch(
       trackops ui fetch
 
       trackops ui fetch --wheel ./mlflow-3.17.2-py3-none-any.whl --json
+
+      trackops ui fetch --if-missing && trackops serve
     """
     bar = _Bar()
-    if not json_output and wheel is None:
-        console.print(f"Downloading mlflow=={mlflow_version or DEFAULT_MLFLOW_VERSION} with pip ...", markup=False)
+    version = mlflow_version or DEFAULT_MLFLOW_VERSION
+    cached = if_missing and wheel is None and cached_bundle(cache_root(), version) is not None
+    if not json_output and wheel is None and not cached:
+        console.print(f"Downloading mlflow=={version} with pip ...", markup=False)
     try:
-        report = fetch_ui(mlflow_version=mlflow_version, wheel=wheel, progress=None if json_output else bar)
+        report = fetch_ui(mlflow_version=mlflow_version, wheel=wheel, progress=None if json_output else bar,
+                          if_missing=if_missing)
     finally:
         bar.stop()
     if json_output:
         print_json(report.to_json())
+    elif report.source == "cache":
+        console.print(f"MLflow {report.mlflow_version} UI already in {report.path} ({report.files} files); "
+                      "nothing fetched.", markup=False, soft_wrap=True)
     else:
         console.print(f"MLflow {report.mlflow_version} UI: {report.files} files ({human_size(report.bytes)}) in "
                       f"{report.path}", markup=False, soft_wrap=True)

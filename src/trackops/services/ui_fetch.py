@@ -45,9 +45,9 @@ class FetchReport:
     path: str
     files: int
     bytes: int
-    wheel: str
-    wheel_sha256: str
-    source: str  # "pip" (downloaded) or "wheel" (--wheel PATH)
+    wheel: str | None  # None when the cached bundle was kept (source "cache")
+    wheel_sha256: str | None
+    source: str  # "pip" (downloaded), "wheel" (--wheel PATH) or "cache" (--if-missing found it)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -61,9 +61,17 @@ def cache_root(env: dict[str, str] | None = None) -> Path:
 
 
 def fetch_ui(*, mlflow_version: str | None = None, wheel: str | None = None, cache: Path | None = None,
-             progress: Progress | None = None) -> FetchReport:
-    """Download MLflow's wheel (or take --wheel) and extract its UI bundle into the cache."""
+             progress: Progress | None = None, if_missing: bool = False) -> FetchReport:
+    """Download MLflow's wheel (or take --wheel) and extract its UI bundle into the cache.
+
+    With `if_missing`, a complete bundle of that version already in the cache is kept and
+    reported (source ``cache``) without downloading anything.
+    """
     root = cache if cache is not None else cache_root()
+    if if_missing and wheel is None:
+        cached = cached_bundle(root, mlflow_version or DEFAULT_MLFLOW_VERSION)
+        if cached is not None:
+            return cached
     if wheel is not None:
         path = Path(wheel).expanduser()
         version = check_wheel(path, expected=mlflow_version)
@@ -75,6 +83,24 @@ def fetch_ui(*, mlflow_version: str | None = None, wheel: str | None = None, cac
         path = download_wheel(version, Path(tmp))
         check_wheel(path, expected=version)
         return _install(path, version, root, source="pip", progress=progress)
+
+
+def cached_bundle(root: Path, version: str) -> FetchReport | None:
+    """The report of a complete cached bundle of `version` (index.html and VERSION), or None."""
+    target = root / version
+    try:
+        recorded = (target / VERSION_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    if recorded != version or not (target / "index.html").is_file():
+        return None
+    files = size = 0
+    for path in target.rglob("*"):
+        if path.is_file() and path.name != VERSION_FILE:
+            files += 1
+            size += path.stat().st_size
+    return FetchReport(mlflow_version=version, path=str(target), files=files, bytes=size, wheel=None,
+                       wheel_sha256=None, source="cache")
 
 
 def download_wheel(version: str, dest: Path) -> Path:
