@@ -67,9 +67,12 @@ def parse_version(version: object) -> int:
     if isinstance(version, bool):
         raise InvalidParameterValue(f"Parameter 'version' must be an integer, got '{version}'.")
     try:
-        return int(version)  # type: ignore[arg-type]
+        number = int(version)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise InvalidParameterValue(f"Parameter 'version' must be an integer, got '{version}'.") from None
+    if not -(2**63) <= number < 2**63:  # no such version, and no database binds it as a parameter
+        raise InvalidParameterValue(f"Parameter 'version' must be a 64-bit integer, got '{version}'.")
+    return number
 
 
 def canonical_stage(stage: object) -> str:
