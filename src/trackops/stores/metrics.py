@@ -23,7 +23,6 @@ import binascii
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 
@@ -31,7 +30,7 @@ from trackops.db import schema as s
 from trackops.entities import Metric
 from trackops.errors import InvalidParameterValue, ResourceDoesNotExist
 from trackops.stores.rows import metric_value
-from trackops.stores.sql import insert_ignoring_duplicates
+from trackops.stores.sql import insert_ignoring_duplicates, insert_ignoring_sql
 
 MAX_FLOAT = 1.7976931348623157e308
 # The client asks for this many points per history page.
@@ -48,45 +47,68 @@ def stored_value(value: float) -> tuple[float, bool]:
     return value, False
 
 
-@dataclass(frozen=True)
-class _Point:
-    key: str
-    value: float
-    timestamp: int
-    step: int
-    is_nan: bool
+# One metric as the HTTP layer hands a batch over: (key, value, timestamp, step), plain str, float,
+# int, int; a log-batch is a list of them (column-wise enough: no object per metric).
+Point = tuple[str, float, int, int]
 
-    @property
-    def order(self) -> tuple[int, int, float]:
-        return (self.step, self.timestamp, self.value)
+_SQL_CACHE: dict[tuple[str, str], str] = {}
+
+
+def points_of(metrics: Sequence[Metric]) -> list[Point]:
+    return [(m.key, float(m.value), int(m.timestamp), int(m.step)) for m in metrics]
 
 
 def write_metrics(conn: sa.Connection, run_id: str, metrics: Sequence[Metric], *, experiment_id: int) -> None:
     """Store validated metrics for a run and bring its latest values up to date."""
     if not metrics:
         return
-    points: dict[tuple, _Point] = {}
-    for m in metrics:
-        value, is_nan = stored_value(m.value)
-        point = _Point(m.key, value, int(m.timestamp), int(m.step), is_nan)
-        points.setdefault((point.key, point.timestamp, point.step, point.value, point.is_nan), point)
-    insert_ignoring_duplicates(conn, s.metrics, [
-        {"run_uuid": run_id, "key": p.key, "value": p.value, "timestamp": p.timestamp, "step": p.step,
-         "is_nan": p.is_nan} for p in points.values()])
-    newest: dict[str, _Point] = {}
-    for p in points.values():
-        best = newest.get(p.key)
-        if best is None or p.order > best.order:
-            newest[p.key] = p
-    _raise_latest(conn, run_id, sorted(newest.values(), key=lambda p: p.key))
+    write_points(conn, run_id, points_of(metrics))
     _write_model_metrics(conn, run_id, metrics, experiment_id)
 
 
-def _raise_latest(conn: sa.Connection, run_id: str, newest: list[_Point]) -> None:
-    rows = [{"run_uuid": run_id, "key": p.key, "value": p.value, "timestamp": p.timestamp, "step": p.step,
-             "is_nan": p.is_nan} for p in newest]
+def write_points(conn: sa.Connection, run_id: str, points: Sequence[Point]) -> None:
+    """Store validated points (no model ids) for a run and bring its latest values up to date.
+
+    The rows are built once, as the tuples the driver binds, in one loop: for a 1000-point batch
+    any per-point object or dict costs more than the database's own work.
+    """
+    if not points:
+        return
+    rows: dict[tuple, None] = {}  # insertion-ordered set: a repeated point is written once
+    newest: dict[str, tuple] = {}
+    for key, value, timestamp, step in points:
+        if -MAX_FLOAT <= value <= MAX_FLOAT:  # false for NaN and the infinities
+            row = (run_id, key, value, timestamp, step, False)
+        else:
+            value, is_nan = stored_value(value)
+            row = (run_id, key, value, timestamp, step, is_nan)
+        rows[row] = None
+        best = newest.get(key)
+        if best is None or (step, timestamp, value) > (best[4], best[3], best[2]):
+            newest[key] = row
+    _insert_rows(conn, "metrics", list(rows))
+    _raise_latest(conn, run_id, [newest[k] for k in sorted(newest)])
+
+
+def _insert_rows(conn: sa.Connection, table: str, rows: list[tuple]) -> None:
+    """INSERT (run_uuid, key, value, timestamp, step, is_nan) rows, skipping existing primary keys."""
+    dialect = conn.dialect.name
+    sql = _SQL_CACHE.get((table, dialect))
+    if sql is None:
+        sql = _SQL_CACHE[(table, dialect)] = insert_ignoring_sql(conn, getattr(s, table), METRIC_COLUMNS)
+    if dialect == "postgresql":
+        conn.exec_driver_sql(sql, {f"c{i}": list(col) for i, col in enumerate(zip(*rows))})
+    else:
+        conn.exec_driver_sql(sql, rows)
+
+
+METRIC_COLUMNS = ("run_uuid", "key", "value", "timestamp", "step", "is_nan")
+
+
+def _raise_latest(conn: sa.Connection, run_id: str, newest: list[tuple]) -> None:
+    """`newest`: one (run_uuid, key, value, timestamp, step, is_nan) row per key."""
     # Keys seen for the first time get their row; an existing row is left for the update below.
-    insert_ignoring_duplicates(conn, s.latest_metrics, rows)
+    _insert_rows(conn, "latest_metrics", newest)
     q = conn.dialect.identifier_preparer.quote_identifier
     key, ts = q("key"), q("timestamp")
     if conn.dialect.name == "postgresql":
@@ -96,14 +118,14 @@ def _raise_latest(conn: sa.Connection, run_id: str, newest: list[_Point]) -> Non
             "CAST(%(s)s AS int8[]), CAST(%(n)s AS bool[])) AS n(key, value, ts, step, is_nan) "
             f"WHERE lm.run_uuid = %(r)s AND lm.{key} = n.key "
             f"AND (lm.step, lm.{ts}, lm.value) < (n.step, n.ts, n.value)",
-            {"r": run_id, "k": [p.key for p in newest], "v": [p.value for p in newest],
-             "t": [p.timestamp for p in newest], "s": [p.step for p in newest], "n": [p.is_nan for p in newest]})
+            {"r": run_id, "k": [p[1] for p in newest], "v": [p[2] for p in newest],
+             "t": [p[3] for p in newest], "s": [p[4] for p in newest], "n": [p[5] for p in newest]})
         return
     m = "?" if conn.dialect.name == "sqlite" else "%s"
     conn.exec_driver_sql(
         f"UPDATE latest_metrics SET value = {m}, {ts} = {m}, step = {m}, is_nan = {m} "
         f"WHERE run_uuid = {m} AND {key} = {m} AND (step, {ts}, value) < ({m}, {m}, {m})",
-        [(p.value, p.timestamp, p.step, p.is_nan, run_id, p.key, p.step, p.timestamp, p.value) for p in newest])
+        [(p[2], p[3], p[4], p[5], run_id, p[1], p[4], p[3], p[2]) for p in newest])
 
 
 def _write_model_metrics(conn: sa.Connection, run_id: str, metrics: Sequence[Metric], experiment_id: int) -> None:

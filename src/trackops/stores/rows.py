@@ -8,9 +8,10 @@ the ids they are given and skip ids that do not exist.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 
@@ -78,8 +79,61 @@ def load_experiments(conn: sa.Connection, experiment_ids: Sequence[int]) -> list
     return [experiment_from_row(rows[i], tags[i]) for i in ids if i in rows]
 
 
+_lm, _p, _t, _i, _d, _it = s.latest_metrics, s.params, s.tags, s.inputs, s.datasets, s.input_tags
+
+
+def _id_list(dialect: str) -> tuple[Callable[[sa.ColumnElement], sa.ColumnElement], Callable[[Sequence], object]]:
+    """(condition `column IN <the ids>`, how to bind the ids) for a dialect.
+
+    One bound value for the whole list where the database can take one: a JSON array expanded by
+    json_each on SQLite, an array with = ANY on PostgreSQL. An expanding IN would render and bind
+    each of the 500 ids of a chunk separately on every query, which costs more than the queries.
+    """
+    if dialect == "sqlite":
+        ids = sa.select(sa.column("value")).select_from(sa.func.json_each(sa.bindparam("ids"))).scalar_subquery()
+        return (lambda column: column.in_(ids)), (lambda part: json.dumps(list(part)))
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        param = sa.bindparam("ids", type_=ARRAY(sa.String))
+        return (lambda column: column == sa.any_(param)), list
+    param = sa.bindparam("ids", expanding=True)
+    return (lambda column: column.in_(param)), list
+
+
+_RUN_STATEMENTS: dict[str, tuple] = {}
+
+
+def _run_statements(dialect: str) -> tuple:
+    """load_runs' six statements for a dialect, built once: every search reuses the same objects."""
+    found = _RUN_STATEMENTS.get(dialect)
+    if found is not None:
+        return found
+    among, bind = _id_list(dialect)
+    found = _RUN_STATEMENTS[dialect] = (bind, (
+        sa.select(*RUN_COLUMNS).where(among(s.runs.c.run_uuid)),
+        sa.select(_lm.c.run_uuid, _lm.c.key, _lm.c.value, _lm.c.timestamp, _lm.c.step, _lm.c.is_nan)
+        .where(among(_lm.c.run_uuid)),
+        sa.select(_p.c.run_uuid, _p.c.key, _p.c.value).where(among(_p.c.run_uuid)),
+        sa.select(_t.c.run_uuid, _t.c.key, _t.c.value).where(among(_t.c.run_uuid)),
+        sa.select(_i.c.destination_id, _d.c.dataset_uuid, _d.c.name, _d.c.digest, _d.c.dataset_source_type,
+                  _d.c.dataset_source, _d.c.dataset_schema, _d.c.dataset_profile, _it.c.name, _it.c.value)
+        .select_from(_i.join(_d, _i.c.source_id == _d.c.dataset_uuid)
+                     .outerjoin(_it, _it.c.input_uuid == _i.c.input_uuid))
+        .where(_i.c.destination_type == "RUN", among(_i.c.destination_id))
+        .order_by(_i.c.destination_id, _i.c.input_uuid, _it.c.name),
+        sa.select(_i.c.source_type, _i.c.source_id, _i.c.destination_id, _i.c.step)
+        .where(_i.c.source_type.in_(("RUN_INPUT", "RUN_OUTPUT")), among(_i.c.source_id))
+        .order_by(_i.c.source_id, _i.c.step, _i.c.destination_id)))
+    return found
+
+
 def load_runs(conn: sa.Connection, run_ids: Sequence[str]) -> list[Run]:
-    """Runs with data, inputs and outputs, in the order of `run_ids`."""
+    """Runs with data, inputs and outputs, in the order of `run_ids`.
+
+    Rows are read as plain tuples (unpacked, not looked up by name): for a 1000-run page the
+    Python work per row is most of the cost, not the six queries.
+    """
     ids = list(dict.fromkeys(run_ids))
     infos: dict[str, RunInfo] = {}
     metrics: dict[str, list[Metric]] = defaultdict(list)
@@ -88,43 +142,35 @@ def load_runs(conn: sa.Connection, run_ids: Sequence[str]) -> list[Run]:
     datasets: dict[str, dict[str, DatasetInput]] = defaultdict(dict)
     model_inputs: dict[str, list[LoggedModelInput]] = defaultdict(list)
     model_outputs: dict[str, list[LoggedModelOutput]] = defaultdict(list)
-    lm, p, t, i, d, it = s.latest_metrics, s.params, s.tags, s.inputs, s.datasets, s.input_tags
+    nan = math.nan
+    bind, (by_id, metrics_of, params_of, tags_of, datasets_of, models_of) = _run_statements(conn.dialect.name)
     for part in chunks(ids):
-        for row in conn.execute(sa.select(*RUN_COLUMNS).where(s.runs.c.run_uuid.in_(part))):
-            infos[row.run_uuid] = run_info_from_row(row)
-        for row in conn.execute(sa.select(lm.c.run_uuid, lm.c.key, lm.c.value, lm.c.timestamp, lm.c.step,
-                                          lm.c.is_nan).where(lm.c.run_uuid.in_(part))):
-            metrics[row.run_uuid].append(Metric(key=row.key, value=metric_value(row.value, row.is_nan),
-                                                timestamp=row.timestamp, step=row.step))
-        for row in conn.execute(sa.select(p.c.run_uuid, p.c.key, p.c.value).where(p.c.run_uuid.in_(part))):
-            params[row.run_uuid].append(Param(row.key, row.value))
-        for row in conn.execute(sa.select(t.c.run_uuid, t.c.key, t.c.value).where(t.c.run_uuid.in_(part))):
-            tags[row.run_uuid].append(RunTag(row.key, row.value))
-        dataset_rows = conn.execute(
-            sa.select(i.c.destination_id, i.c.input_uuid, d.c.dataset_uuid, d.c.name, d.c.digest,
-                      d.c.dataset_source_type, d.c.dataset_source, d.c.dataset_schema, d.c.dataset_profile,
-                      it.c.name.label("tag_key"), it.c.value.label("tag_value"))
-            .select_from(i.join(d, i.c.source_id == d.c.dataset_uuid)
-                         .outerjoin(it, it.c.input_uuid == i.c.input_uuid))
-            .where(i.c.destination_type == "RUN", i.c.destination_id.in_(part))
-            .order_by(i.c.destination_id, i.c.input_uuid, it.c.name))
-        for row in dataset_rows:
-            per_run = datasets[row.destination_id]
-            item = per_run.get(row.dataset_uuid)
+        bound = {"ids": bind(part)}
+        for run_uuid, experiment_id, user_id, status, start, end, stage, uri, name in conn.execute(by_id, bound).all():
+            infos[run_uuid] = RunInfo(run_id=run_uuid, experiment_id=str(experiment_id), user_id=user_id,
+                                      status=status, start_time=start, end_time=end, lifecycle_stage=stage,
+                                      artifact_uri=uri, run_name=name)
+        for run_uuid, key, value, timestamp, step, is_nan in conn.execute(metrics_of, bound).all():
+            metrics[run_uuid].append(Metric(key, nan if is_nan else float(value), timestamp, step))
+        for run_uuid, key, value in conn.execute(params_of, bound).all():
+            params[run_uuid].append(Param(key, value))
+        for run_uuid, key, value in conn.execute(tags_of, bound).all():
+            tags[run_uuid].append(RunTag(key, value))
+        for (run_uuid, dataset_uuid, name, digest, source_type, source, schema, profile, tag_key,
+             tag_value) in conn.execute(datasets_of, bound).all():
+            per_run = datasets[run_uuid]
+            item = per_run.get(dataset_uuid)
             if item is None:
-                item = DatasetInput(Dataset(name=row.name, digest=row.digest, source_type=row.dataset_source_type,
-                                            source=row.dataset_source, schema=row.dataset_schema,
-                                            profile=row.dataset_profile), [])
-                per_run[row.dataset_uuid] = item
-            if row.tag_key is not None:
-                item.tags.append(InputTag(row.tag_key, row.tag_value))
-        for row in conn.execute(sa.select(i.c.source_type, i.c.source_id, i.c.destination_id, i.c.step)
-                                .where(i.c.source_type.in_(("RUN_INPUT", "RUN_OUTPUT")), i.c.source_id.in_(part))
-                                .order_by(i.c.source_id, i.c.step, i.c.destination_id)):
-            if row.source_type == "RUN_INPUT":
-                model_inputs[row.source_id].append(LoggedModelInput(row.destination_id))
+                item = DatasetInput(Dataset(name=name, digest=digest, source_type=source_type, source=source,
+                                            schema=schema, profile=profile), [])
+                per_run[dataset_uuid] = item
+            if tag_key is not None:
+                item.tags.append(InputTag(tag_key, tag_value))
+        for source_type, source_id, destination_id, step in conn.execute(models_of, bound).all():
+            if source_type == "RUN_INPUT":
+                model_inputs[source_id].append(LoggedModelInput(destination_id))
             else:
-                model_outputs[row.source_id].append(LoggedModelOutput(row.destination_id, row.step))
+                model_outputs[source_id].append(LoggedModelOutput(destination_id, step))
     return [Run(info=infos[r],
                 data=RunData(metrics=metrics[r], params=params[r], tags=tags[r]),
                 inputs=RunInputs(dataset_inputs=list(datasets[r].values()), model_inputs=model_inputs[r]),

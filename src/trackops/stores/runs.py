@@ -36,6 +36,9 @@ from trackops.stores.rows import RUN_COLUMNS, chunks, load_runs, run_info_from_r
 from trackops.stores.sql import insert_ignoring_duplicates, upsert
 from trackops.stores.uris import append_to_uri_path
 from trackops.stores.validation import (
+    MAX_ENTITIES_PER_BATCH,
+    MAX_METRICS_PER_BATCH,
+    _batch_limit as batch_limit,
     validate_batch,
     validate_dataset_inputs,
     validate_metric,
@@ -48,11 +51,13 @@ RUN_NAME_TAG = "mlflow.runName"
 ARTIFACTS_FOLDER = "artifacts"
 
 
+# Built once: every write to a run reads its row first, and building a statement costs more than running it.
+_BY_ID = sa.select(*RUN_COLUMNS).where(s.runs.c.run_uuid == sa.bindparam("run_id"))
+_BY_ID_LOCKED = _BY_ID.with_for_update()
+
+
 def _row(conn: sa.Connection, run_id: str, *, lock: bool = False):
-    query = sa.select(*RUN_COLUMNS).where(s.runs.c.run_uuid == run_id)
-    if lock:
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    row = conn.execute(_BY_ID_LOCKED if lock else _BY_ID, {"run_id": run_id}).first()
     if row is None:
         raise ResourceDoesNotExist(f"Run with id={run_id} not found")
     return row
@@ -196,6 +201,26 @@ def log_batch(conn: sa.Connection, run_id: str, metric_list: Sequence[Metric] = 
     row = active_row(conn, run_id)
     log_params(conn, run_id, clean_params)
     metrics.write_metrics(conn, run_id, metric_list, experiment_id=row.experiment_id)
+    set_tags(conn, run_id, clean_tags)
+
+
+def log_batch_points(conn: sa.Connection, run_id: str, points: Sequence[metrics.Point] = (),
+                     params: Sequence[Param] = (), tags: Sequence[RunTag] = ()) -> None:
+    """`log_batch` for metrics sent as (key, value, timestamp, step) tuples of plain types, with no
+    model or dataset ids: the same checks, the same errors, no object per metric."""
+    validate_run_id(run_id)
+    good_keys: set[str] = set()
+    for i, (key, value, timestamp, step) in enumerate(points):
+        if key in good_keys and timestamp >= 0:
+            continue  # the common case: a key already validated in this batch
+        validate_metric(Metric(key, value, timestamp, step), f"metrics[{i}]")
+        good_keys.add(key)
+    clean_params, clean_tags = validate_batch((), params, tags)
+    batch_limit("metrics", MAX_METRICS_PER_BATCH, len(points))
+    batch_limit("metrics, params, and tags", MAX_ENTITIES_PER_BATCH, len(points) + len(params) + len(tags))
+    active_row(conn, run_id)
+    log_params(conn, run_id, clean_params)
+    metrics.write_points(conn, run_id, points)
     set_tags(conn, run_id, clean_tags)
 
 

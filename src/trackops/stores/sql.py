@@ -41,35 +41,51 @@ def _pk_names(table: sa.Table) -> list[str]:
     return [c.name for c in table.primary_key.columns]
 
 
-def _run(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], conflict: str) -> None:
-    """INSERT rows (dicts with the same keys) followed by the dialect's `conflict` clause."""
-    names = list(rows[0])
+def _statement(conn: sa.Connection, table: sa.Table, names: Sequence[str], conflict: str) -> str:
+    """INSERT INTO table (names) ... `conflict`, at the driver level: PostgreSQL binds one array per
+    column (%(c0)s, %(c1)s, ...), the others one row per parameter tuple."""
     q = _quote
     columns = ", ".join(q(conn, n) for n in names)
     head = f"INSERT INTO {q(conn, table.name)} ({columns})"
     dialect = conn.dialect.name
     if dialect == "postgresql":
         arrays = ", ".join(f"CAST(%(c{i})s AS {_pg_array_type(table.c[n])})" for i, n in enumerate(names))
-        conn.exec_driver_sql(f"{head} SELECT * FROM unnest({arrays}) {conflict}",
-                             {f"c{i}": [r[n] for r in rows] for i, n in enumerate(names)})
-        return
+        return f"{head} SELECT * FROM unnest({arrays}) {conflict}"
     marker = "?" if dialect == "sqlite" else "%s"
-    values = ", ".join(marker for _ in names)
+    return f"{head} VALUES ({', '.join(marker for _ in names)}) {conflict}"
+
+
+def _ignore_clause(conn: sa.Connection, table: sa.Table) -> str:
+    if conn.dialect.name == "mysql":
+        # A no-op assignment: unlike INSERT IGNORE it does not also swallow other errors.
+        first = _quote(conn, _pk_names(table)[0])
+        return f"ON DUPLICATE KEY UPDATE {first} = {first}"
+    return "ON CONFLICT DO NOTHING"
+
+
+def insert_ignoring_sql(conn: sa.Connection, table: sa.Table, names: Sequence[str]) -> str:
+    """The driver-level statement of `insert_ignoring_duplicates` for these columns, for a caller
+    that binds its rows itself (tuples in `names` order; PostgreSQL: arrays c0, c1, ...)."""
+    return _statement(conn, table, names, _ignore_clause(conn, table))
+
+
+def _run(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], conflict: str) -> None:
+    """INSERT rows (dicts with the same keys) followed by the dialect's `conflict` clause."""
+    names = list(rows[0])
+    sql = _statement(conn, table, names, conflict)
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(sql, {f"c{i}": [r[n] for r in rows] for i, n in enumerate(names)})
+        return
     # itemgetter builds each row's tuple in C: for a 1000-row batch, a generator per row costs more than the SQL.
     pick = operator.itemgetter(*names) if len(names) > 1 else (lambda r: (r[names[0]],))
-    conn.exec_driver_sql(f"{head} VALUES ({values}) {conflict}", list(map(pick, rows)))
+    conn.exec_driver_sql(sql, list(map(pick, rows)))
 
 
 def insert_ignoring_duplicates(conn: sa.Connection, table: sa.Table, rows: Sequence[dict]) -> None:
     """INSERT many rows; rows whose primary key already exists are left as they are."""
     if not rows:
         return
-    if conn.dialect.name == "mysql":
-        # A no-op assignment: unlike INSERT IGNORE it does not also swallow other errors.
-        first = _quote(conn, _pk_names(table)[0])
-        _run(conn, table, rows, f"ON DUPLICATE KEY UPDATE {first} = {first}")
-    else:
-        _run(conn, table, rows, "ON CONFLICT DO NOTHING")
+    _run(conn, table, rows, _ignore_clause(conn, table))
 
 
 def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], update: Sequence[str]) -> None:

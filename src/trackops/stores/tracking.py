@@ -194,6 +194,11 @@ class TrackingStore:
         """Up to 1000 metrics, 100 params and 100 tags (1000 in all), written all or nothing."""
         self._write(runs.log_batch, run_id, metrics or (), params or (), tags or ())
 
+    def log_batch_points(self, run_id: str, points: Sequence[metrics.Point] = (), params: Sequence[Param] = (),
+                         tags: Sequence[RunTag] = ()) -> None:
+        """`log_batch` with metrics as (key, value, timestamp, step) tuples (no model or dataset ids)."""
+        self._write(runs.log_batch_points, run_id, points, params or (), tags or ())
+
     def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput] | None = None,
                    models: Sequence[LoggedModelInput] | None = None) -> None:
         self._write(runs.log_inputs, run_id, datasets or (), models or ())
