@@ -124,6 +124,25 @@ def _status(settings, json_output: bool) -> int:
     return 0
 
 
+def _usage(settings, json_output: bool) -> int:
+    from trackops.services.gc_usage import usage
+
+    data = usage(settings).to_json()
+    if json_output:
+        print_json(data)
+        return 0
+    e, r, m, a = data["experiments"], data["runs"], data["logged_models"], data["artifacts"]
+    console.print(f"{e['active']} experiments ({e['deleted']} deleted), {r['active']} runs ({r['deleted']} deleted), "
+                  f"{m['active']} logged models ({m['deleted']} deleted); {a['files']} artifact files, "
+                  f"{human_size(a['bytes'])}", markup=False, soft_wrap=True)
+    for item in data["by_experiment"]:
+        note = f"  {item['error']}" if item["error"] else ""
+        sys.stdout.write(f"{item['experiment_id']:>6} {item['name'][:32]:<32} {item['lifecycle_stage']:<8} "
+                         f"{item['runs_active']:>7} runs {item['runs_deleted']:>7} deleted {item['files']:>9} files "
+                         f"{human_size(item['bytes']):>10}{note}\n")
+    return 0
+
+
 def gc(
     backend_store_uri: BackendStoreUri = None,
     artifacts_destination: ArtifactsDestination = None,
@@ -138,6 +157,9 @@ def gc(
     status: Annotated[bool, typer.Option(
         "--status", help="Show the last recorded passes (commands and serve's background cleaner) and "
                          "delete nothing.")] = False,
+    usage: Annotated[bool, typer.Option(
+        "--usage", help="Show experiments, runs (active/deleted) and artifact files and bytes by experiment "
+                        "(what the admin console's storage page shows) and delete nothing.")] = False,
     json_output: JsonOutput = False,
 ) -> int:
     """Permanently delete soft-deleted runs, experiments and logged models, and orphaned artifacts.
@@ -159,10 +181,14 @@ def gc(
       trackops gc --orphans --older-than 7d --artifacts-destination s3://bucket/mlartifacts --yes --json
 
       trackops gc --status
+
+      trackops gc --usage --json
     """
     settings = settings_from(backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination)
     if status:
         return _status(settings, json_output)
+    if usage:
+        return _usage(settings, json_output)
     bar = None if (json_output or dry_run) else _Bar()
     try:
         report = gc_service.gc(settings, older_than=older_than, run_ids=_ids(run_ids),

@@ -11,6 +11,12 @@ Each pass is logged through the ``trackops.gc`` logger and recorded in the opera
 chunk it is deleting. A pass that finds another maintenance command holding the lock (a manual gc,
 an upgrade, a backup) is skipped and logged; any other error is logged and the next pass runs on
 time: a background task must never take the server down.
+
+A pass is `batched_gc`: the same planner and executor as `trackops gc`, under the same lock, but the
+deleted runs are taken `BATCH_RUNS` at a time (keyset over the primary key), each batch planned and
+executed before the next is read, and then everything else (experiments, logged models, traces,
+orphans, runs a batch held) in one plan. Its memory is bounded by the batch, not by how many runs
+were deleted; it is recorded as one pass.
 """
 
 from __future__ import annotations
@@ -20,12 +26,23 @@ import signal
 import threading
 import time
 
+import contextlib
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+
 from trackops.config import Settings
-from trackops.db.engine import create_engine, parse_url
+from trackops.db import schema
+from trackops.db.engine import connect_errors, create_engine, parse_url
 from trackops.errors import LockedError, TrackopsError
+from trackops.services import gc as gc_service
 from trackops.services import gc_log
-from trackops.services.gc import GcReport, gc
-from trackops.services.gc_plan import parse_age
+from trackops.services.gc import GcReport
+from trackops.services.gc_execute import Executor
+from trackops.services.gc_plan import Places, Selection, now_ms, parse_age
+from trackops.services.locking import MAINTENANCE_LOCK, hold_lock
+
+BATCH_RUNS = 5000
 
 log = logging.getLogger("trackops.gc")
 
@@ -126,8 +143,8 @@ class GcThread(threading.Thread):
         """One plan + execute; logged, never raised."""
         self.locked_out = False
         try:
-            report = gc(self.settings, older_than=self.older_than, orphans=self.orphans,
-                        orphan_age=self.orphan_age, count_first=False, trigger="background")
+            report = batched_gc(self.settings, older_than=self.older_than, orphans=self.orphans,
+                                orphan_age=self.orphan_age, trigger="background")
         except LockedError as exc:
             self.locked_out = True
             log.warning("gc pass skipped: %s", exc.message)
@@ -150,3 +167,85 @@ class GcThread(threading.Thread):
         for failure in report.failures:
             log.warning("gc could not delete %s %s: %s", failure.kind, failure.id, failure.reason)
         return report
+
+
+def deleted_run_batches(engine: sa.Engine, cutoff: int | None, size: int) -> Iterator[list[str]]:
+    """Ids of runs deleted before `cutoff` (any deleted run when None), `size` at a time, by primary key.
+
+    Each batch is read after the previous one was handled, from where it ended: one walk of the
+    primary key in all, and rows purged meanwhile are simply not seen again.
+    """
+    runs = schema.runs
+    last = ""
+    while True:
+        query = sa.select(runs.c.run_uuid).where(runs.c.lifecycle_stage == "deleted", runs.c.run_uuid > last)
+        if cutoff is not None:
+            query = query.where(runs.c.deleted_time <= cutoff)  # NULL: the final plan holds it, with why
+        with engine.connect() as conn:
+            ids = list(conn.execute(query.order_by(runs.c.run_uuid).limit(size)).scalars())
+        if not ids:
+            return
+        yield ids
+        if len(ids) < size:
+            return
+        last = ids[-1]
+
+
+def _add(total: GcReport | None, part: GcReport) -> GcReport:
+    """`part` added into `total`; the result's plan is `part`'s (the last one: its held items are the pass's)."""
+    if total is None:
+        return part
+    merged = GcReport(part.plan, executed=total.executed or part.executed, files=total.files + part.files,
+                      bytes=total.bytes + part.bytes, failures=total.failures + part.failures)
+    merged.deleted = {k: total.deleted.get(k, 0) + part.deleted.get(k, 0) for k in {*total.deleted, *part.deleted}}
+    merged.rows = {k: total.rows.get(k, 0) + part.rows.get(k, 0) for k in {*total.rows, *part.rows}}
+    return merged
+
+
+def batched_gc(settings: Settings, *, older_than: str | None = "30d", orphans: bool = False,
+               orphan_age: str | None = None, trigger: str = "background", batch: int = BATCH_RUNS,
+               now: int | None = None) -> GcReport:
+    """One cleaner pass: deleted runs `batch` at a time, then the rest in one plan; recorded as one pass."""
+    if older_than is not None:
+        parse_age(older_than)
+    if orphan_age is not None:
+        parse_age(orphan_age)
+    url = parse_url(settings.backend_store_uri)
+    engine = create_engine(url, must_exist=True)
+    started = time.monotonic()
+    try:
+        with hold_lock(engine, MAINTENANCE_LOCK, purpose="gc"):
+            now = now_ms() if now is None else now
+            cutoff = None if older_than is None else now - parse_age(older_than)
+            places = Places(settings.artifacts_destination, settings.default_artifact_root)
+            started_at = now_ms()
+            total: GcReport | None = None
+            ran = False  # an executor started: a failure from here on is a recorded (failed) pass
+            try:
+                with connect_errors(url):
+                    for ids in deleted_run_batches(engine, cutoff, batch):
+                        part = gc_service.plan(settings, engine, Selection(older_than=older_than, run_ids=ids),
+                                               now=now, scan_files=False)
+                        if part.runs:
+                            ran = True
+                            total = _add(total, Executor(engine, places).run(part, GcReport(part)))
+                    tried = frozenset(f.id for f in (total.failures if total else []) if f.kind == "run")
+                    rest = gc_service.plan(settings, engine, Selection(older_than=older_than, skip_runs=tried),
+                                           orphans=orphans, orphan_age=orphan_age, now=now, scan_files=False)
+                    final = GcReport(rest)
+                    if not rest.empty:
+                        ran = True
+                        Executor(engine, places).run(rest, final)
+                    total = _add(total, final)
+            except Exception as exc:
+                if ran:
+                    with contextlib.suppress(Exception):  # the failure itself is what the caller must see
+                        gc_log.record_pass(engine, total, trigger=trigger, started_at=started_at,
+                                           error=getattr(exc, "message", None) or type(exc).__name__)
+                raise
+            total.seconds = time.monotonic() - started
+            if total.executed:
+                gc_log.record_pass(engine, total, trigger=trigger, started_at=started_at)
+            return total
+    finally:
+        engine.dispose()

@@ -15,7 +15,11 @@ No target outside the plan's artifact roots (`gc_roots`) is ever deleted, whatev
 
 On S3, targets that share a folder are found with one listing of that folder and deleted with
 DeleteObjects, 1000 keys a call, by a pool of workers; single targets are deleted in parallel.
-A failing item is reported and the others go on: the report's `failures` says which and why.
+A removal that fails (a listing or delete error, files a backend could not remove: a permission,
+a busy file, S3 throttling or a per-key DeleteObjects error) is tried again, `DELETE_ATTEMPTS` times
+in all with a growing pause, for what is still there; then the item is reported and its rows stay,
+so the next pass tries again. A failing item never stops the others: the report's `failures` says
+which and why.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from trackops.services import gc_roots, gc_rows
 from trackops.services.gc_plan import ArtifactTarget, GcItem, GcPlan, Places, files_by_target, group_targets
 
 CHUNK_ITEMS = 500
+DELETE_ATTEMPTS = 3
+RETRY_PAUSE = 0.1  # seconds before the second attempt; four times that before the third
 WORKERS = 8
 ROOT_OF = {"run": "runs", "logged_model": "logged_models", "trace": "trace_info", "experiment": "experiments"}
 PLURAL = {"run": "runs", "logged_model": "logged_models", "trace": "traces", "experiment": "experiments"}
@@ -220,17 +226,28 @@ class Executor:
 
         def one(group) -> list[tuple[ArtifactTarget, DeleteResult | str]]:
             parent, members = group
-            try:
-                repo = self.places.repo(members[0].root)
-                if parent is None:
-                    return [(members[0], repo.delete_prefix(members[0].path))]
-                return self._delete_grouped(repo, parent, members)
-            except TrackopsError as exc:
-                return [(t, _one_line(exc)) for t in members]
+
+            def attempt(pending: Sequence[ArtifactTarget]) -> list[tuple[ArtifactTarget, DeleteResult | str]]:
+                try:
+                    repo = self.places.repo(pending[0].root)
+                    if parent is None:
+                        return [(pending[0], repo.delete_prefix(pending[0].path))]
+                    return self._delete_grouped(repo, parent, pending)
+                except TrackopsError as exc:
+                    return [(t, _one_line(exc)) for t in pending]
+
+            return retrying(attempt, members)
+
+        def several(part: Sequence) -> list[tuple[ArtifactTarget, DeleteResult | str]]:
+            return [result for group in part for result in one(group)]
 
         # Threads pay off on S3 (network waits) and locally too: unlink and rmdir release the GIL.
+        # A task takes several groups: with thousands of small runs, one future per run would cost
+        # more in scheduling than in deleting; a few tasks per worker still keep them all busy.
+        size = max(1, len(groups) // (self.workers * 4))
+        parts = [groups[i:i + size] for i in range(0, len(groups), size)]
         with ThreadPoolExecutor(self.workers if len(groups) > 1 else 1) as pool:
-            for part in pool.map(one, groups):
+            for part in pool.map(several, parts):
                 yield from part  # the caller adds each result to the report as it comes
                 self.progress(GcEvent("advance", files=report.files, bytes=report.bytes))
 
@@ -273,11 +290,14 @@ class Executor:
         if not orphans:
             return
 
-        def one(target: ArtifactTarget):
+        def attempt(pending: Sequence[ArtifactTarget]) -> list[tuple[ArtifactTarget, DeleteResult | str]]:
             try:
-                return target, self.places.repo(target.root).delete_prefix(target.path)
+                return [(pending[0], self.places.repo(pending[0].root).delete_prefix(pending[0].path))]
             except TrackopsError as exc:
-                return target, _one_line(exc)
+                return [(pending[0], _one_line(exc))]
+
+        def one(target: ArtifactTarget):
+            return retrying(attempt, [target])[0]
 
         with ThreadPoolExecutor(self.workers) as pool:
             for target, outcome in pool.map(one, orphans):
@@ -292,6 +312,49 @@ class Executor:
                 else:
                     report.failures.append(Failure("orphan", target.uri, outcome))
                 self._advance(report, 1)
+
+
+def retrying(attempt: Callable[[Sequence[ArtifactTarget]], list[tuple[ArtifactTarget, DeleteResult | str]]],
+             targets: Sequence[ArtifactTarget], attempts: int | None = None,
+             pause: float | None = None) -> list[tuple[ArtifactTarget, DeleteResult | str]]:
+    """`attempt(targets)`, then again for the targets that failed, up to `attempts` times in all.
+
+    What earlier attempts deleted is added up; a target that still fails keeps its last error, with
+    the number of attempts in its reason.
+    """
+    attempts = DELETE_ATTEMPTS if attempts is None else attempts
+    pause = RETRY_PAUSE if pause is None else pause
+    done: dict[int, DeleteResult] = {id(t): DeleteResult() for t in targets}
+    last: dict[int, DeleteResult | str] = {}
+    pending = list(targets)
+    for n in range(attempts):
+        if n:
+            time.sleep(pause * 4 ** (n - 1))
+        failed = []
+        for target, outcome in attempt(pending):
+            if isinstance(outcome, DeleteResult):
+                done[id(target)] += DeleteResult(outcome.files, outcome.bytes)
+                if not outcome.failures:
+                    last.pop(id(target), None)
+                    continue
+            last[id(target)] = outcome
+            failed.append(target)
+        if not failed:
+            break
+        pending = failed
+    out: list[tuple[ArtifactTarget, DeleteResult | str]] = []
+    suffix = f" (after {attempts} attempts)" if attempts > 1 else ""
+    for target in targets:
+        error = last.get(id(target))
+        total = done[id(target)]
+        if error is None:
+            out.append((target, total))
+        elif isinstance(error, DeleteResult):
+            out.append((target, DeleteResult(total.files, total.bytes,
+                                             tuple(DeleteFailure(f.path, f.reason + suffix) for f in error.failures))))
+        else:
+            out.append((target, error + suffix))
+    return out
 
 
 def _one_line(exc: BaseException) -> str:

@@ -309,6 +309,8 @@ class Selection:
     experiment_ids: Sequence[str] | None = None
     logged_model_ids: Sequence[str] | None = None
     force_registered: bool = False
+    # Deleted runs to leave out of an unnamed plan: the background cleaner's batches already tried them.
+    skip_runs: frozenset[str] = frozenset()
 
     @property
     def named(self) -> bool:
@@ -392,6 +394,8 @@ def build_plan(conn: sa.Connection, places: Places, selection: Selection, *, dat
                 standalone.append(rid)
     elif not selection.named:
         for r in conn.execute(sa.select(*cols).where(runs_t.c.lifecycle_stage == DELETED)):
+            if r.run_uuid in selection.skip_runs:
+                continue
             reason = _age_hold(r.deleted_time, cutoff, "deleted_time")
             if reason:
                 if str(r.experiment_id) not in exp_candidates:
