@@ -276,6 +276,10 @@ def test_cleaner_plans_with_the_servers_gc_older_than(sqlite_auth_url, tmp_path,
             assert "deleted more than 7d ago" in page and "at least every 1h" in page
             done = post(client, "/admin/cleaner/run", {"csrf_token": csrf(client, "/admin/cleaner")})
             assert done.status_code == 200 and "gc pass done" in done.text
+            after = client.get("/admin/cleaner", headers=ADMIN)
+            assert after.status_code == 200 and "No gc pass recorded yet." not in after.text
+            [recorded] = client.get("/admin/api/cleaner", headers=ADMIN).json()["passes"]
+            assert recorded["trigger"] == "admin" and recorded["deleted"]["runs"] == 2
         with seed.engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 0
         assert recent

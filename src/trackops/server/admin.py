@@ -323,11 +323,12 @@ class Console:
         return self._page(request, "cleaner_confirm.html", **data)
 
     async def cleaner_run(self, request: Request) -> Response:
-        from trackops.services.gc import gc
+        from trackops.services.gc_background import batched_gc
 
         await self._form(request)
-        try:
-            report = await run_in_threadpool(lambda: gc(self.ctx.settings, older_than=self.gc_age, trigger="admin"))
+        try:  # the background cleaner's pass: deleted runs in batches, so memory stays flat on a big store
+            report = await run_in_threadpool(lambda: batched_gc(self.ctx.settings, older_than=self.gc_age,
+                                                                trigger="admin"))
         except TrackopsError as exc:
             return self._page(request, "error.html", 409, message=f"The pass did not run: {exc.message}")
         return self._page(request, "cleaner_result.html", older_than=self.gc_age, report=report.to_json())
