@@ -247,15 +247,20 @@ class WebhookSender(threading.Thread):
         free = 0
         while self._slots.acquire(blocking=False):
             free += 1
-        if not free:
-            self._wake.wait(0.05)
+        if not free:  # every slot is posting: wait for one to finish (it wakes us)
+            self._wake.wait(POLL_S)
+            self._wake.clear()
             return True
         lease_ms = int((request_timeout() + 30) * 1000)
         rows = self._locked(self.store.claim_due, free, lease_ms)
         for _ in range(free - len(rows)):
             self._slots.release()
         for row in rows:
-            self._pool.submit(self._post, row)
+            try:
+                self._pool.submit(self._post, row)
+            except RuntimeError:  # the interpreter is exiting: leave the row for the next start
+                self._slots.release()
+                self._locked(self.store.release, row["id"])
         return bool(rows)
 
     def _post(self, row: dict) -> None:

@@ -385,11 +385,20 @@ class WebhookStore:
         return claimed
 
     def next_due_in(self) -> float | None:
-        """Seconds until the earliest pending row is due (0 when one is), None when nothing is pending."""
+        """Seconds until the earliest unclaimed pending row is due (0 when one is), None when there is none."""
         d = deliveries.c
+        now = _now()
         with self.engine.connect() as conn:
-            first = conn.execute(sa.select(sa.func.min(d.next_attempt_at)).where(d.state == "pending")).scalar()
-        return None if first is None else max(0.0, (first - _now()) / 1000)
+            first = conn.execute(sa.select(sa.func.min(d.next_attempt_at)).where(
+                d.state == "pending", sa.or_(d.lease_until.is_(None), d.lease_until < now))).scalar()
+        return None if first is None else max(0.0, (first - now) / 1000)
+
+    def release(self, row_id: int) -> None:
+        """Give back a claim that was never posted (the sender is stopping): the attempt does not count."""
+        d = deliveries.c
+        with self.engine.begin() as conn:
+            conn.execute(deliveries.update().where(d.id == row_id, d.state == "pending")
+                         .values(lease_until=None, attempts=d.attempts - 1))
 
     def delivered(self, row_id: int) -> None:
         with self.engine.begin() as conn:
