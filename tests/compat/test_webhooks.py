@@ -497,3 +497,27 @@ def test_secret_is_stored_encrypted_as_mlflow_reads_it(app_client):
     assert EncryptedString().process_result_value(stored.secret, None) == SECRET  # MLflow's column type reads it
     got = client.get(f"/api/2.0/mlflow/webhooks/{hook.webhook_id}").json()["webhook"]
     assert "secret" not in got and got["events"] == [{"entity": "MODEL_VERSION", "action": "CREATED"}]
+
+
+def test_webhook_endpoints_are_for_administrators_under_auth(sqlite_head_url, tmp_path, monkeypatch):
+    from trackops.auth import passwords
+
+    from tests.auth.conftest import with_own_tables
+    from tests.auth.test_server_auth import ADMIN, WRITER, make_client
+
+    monkeypatch.setattr(passwords, "SCRYPT_LN", 10)  # cheap hashing, as the auth tests use
+    monkeypatch.setattr(passwords, "_DUMMY", None)
+    api = "/api/2.0/mlflow/webhooks"
+    body = {"name": "h", "url": "http://127.0.0.1/x", "events": [{"entity": "MODEL_VERSION", "action": "CREATED"}]}
+    monkeypatch.setenv("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true")
+    monkeypatch.setenv("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https")
+    with make_client(with_own_tables(sqlite_head_url), tmp_path, monkeypatch, "MANAGE") as client:
+        created = client.post(api, json=body, headers=ADMIN)
+        assert created.status_code == 200, created.text
+        hook = created.json()["webhook"]["webhook_id"]
+        for method, path in [("POST", ""), ("GET", ""), ("GET", f"/{hook}"), ("PATCH", f"/{hook}"),
+                             ("DELETE", f"/{hook}"), ("POST", f"/{hook}/test")]:
+            r = client.request(method, api + path, json=body if method != "GET" else None, headers=WRITER)
+            assert (r.status_code, r.json()["error_code"]) == (403, "PERMISSION_DENIED"), (method, path)
+            assert client.request(method, api + path, json=None).status_code == 401
+        assert client.get(f"{api}/{hook}", headers=ADMIN).status_code == 200
