@@ -1,24 +1,30 @@
-"""Benchmark: the same client workload against `mlflow server` and `trackops serve`, side by side.
+"""Benchmark: the same client workload against `trackops serve` and its peers, side by side.
 
-Both servers run at the same time on this machine, each on its own SQLite file (same backend
-type), with their default worker settings; the timed rounds alternate between them and each
-measure keeps its best round, so that load from other processes hits both alike. The workload is
-plain HTTP as the `mlflow` client sends it (`requests`), measured both ways a client connects:
-one reused connection (a `requests.Session`, what the `mlflow` client does) and a new connection
-per request (`http.client`, one connection opened and closed per request, as a client without a
-pool or a non-pooling proxy does).
+The peers are `mlflow server` (the reference) and FastTrackML (`fml server`, the Go
+reimplementation of MLflow's tracking API; skipped with a note when `fml` is not installed). All
+servers run at the same time on this machine, each on its own database of the same backend type
+(a SQLite file, or with --database postgresql its own database on the PostgreSQL server), with
+their default worker settings; the timed rounds rotate between them and each measure keeps its
+best round, so that load from other processes hits all alike. The workload is plain HTTP as the
+`mlflow` client sends it (`requests`), measured both ways a client connects: one reused connection
+(a `requests.Session`, what the `mlflow` client does) and a new connection per request
+(`http.client`, one connection opened and closed per request, as a client without a pool or a
+non-pooling proxy does).
 
-  log-metric     sequential POST runs/log-metric, requests/s (both ways)
-  log-batch      POST runs/log-batch with 1000 metrics each, metrics/s (reused connection)
-  search         POST runs/search returning 1000 of 2000 runs with a metric filter, seconds per call
-  concurrent     8 clients logging metrics at once, aggregate requests/s (reused connections)
-  idle RSS       resident memory of the server's whole process tree after start-up, before load
+  log-metric        sequential POST runs/log-metric, requests/s (both ways)
+  log-batch         POST runs/log-batch with 1000 metrics each, metrics/s (reused connection)
+  experiments/get   sequential GET experiments/get, requests/s (reused connection)
+  search            POST runs/search returning 1000 of 2000 runs with a metric filter, seconds per call
+  concurrent        8 clients logging metrics at once, aggregate requests/s (reused connections)
+  idle RSS          resident memory of the server's whole process tree after start-up, before load
 
-Prints each figure for both servers and the ratio (trackops over MLflow for rates, MLflow over
-trackops for times and memory: above 1 means trackops is better). Not a test.
+Prints each figure for every server, trackops' ratio to each peer (trackops over the peer for
+rates, the peer over trackops for times and memory: above 1 means trackops is better) and the
+machine's load average before and after the timed rounds. Not a test.
 
 Usage:
   python bench/serve.py [--requests 200] [--batches 20] [--searches 5] [--runs 2000] [--rounds 3]
+                        [--database sqlite|postgresql] [--peers mlflow,fasttrackml]
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from servers import free_port, start, stop
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
 API = "/api/2.0/mlflow"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def tree_rss_mib(pid: int) -> float:
@@ -69,7 +76,15 @@ def tree_rss_mib(pid: int) -> float:
 
 
 def post(session, url: str, path: str, body: dict) -> dict:
-    r = (session or requests).post(url + API + path, json=body, timeout=60)
+    for attempt in range(4):
+        try:
+            r = (session or requests).post(url + API + path, json=body, timeout=60)
+            break
+        except requests.ConnectionError:
+            # A multi-worker server under load may drop a connection while its workers still boot.
+            if attempt == 3:
+                raise
+            time.sleep(1)
     r.raise_for_status()
     return r.json()
 
@@ -143,6 +158,12 @@ def measure(url: str, eid: str, args) -> dict[str, float]:
             {"key": f"m{i % 10}", "value": i * 0.1, "timestamp": now, "step": b * 100 + i // 10} for i in range(1000)]})
     out["log-batch (metrics/s)"] = args.batches * 1000 / (time.perf_counter() - started)
 
+    started = time.perf_counter()
+    for _ in range(args.requests):
+        r = s.get(url + API + "/experiments/get", params={"experiment_id": eid}, timeout=60)
+        r.raise_for_status()
+    out["experiments/get (req/s)"] = args.requests / (time.perf_counter() - started)
+
     half = args.runs // 2
     body = {"experiment_ids": [eid], "filter": f"metrics.score >= {half}", "max_results": 1000,
             "order_by": ["metrics.score DESC"]}
@@ -178,6 +199,43 @@ def lower_is_better(key: str) -> bool:
     return "(s/call)" in key or "(MiB)" in key
 
 
+def load() -> str:
+    """The machine's load average (1, 5, 15 min): the figures are only comparable within one run."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def database_uri(kind: str, name: str, work: Path) -> str:
+    """A fresh, empty database for one server: a SQLite file in its folder, or a PostgreSQL database."""
+    if kind == "sqlite":  # FastTrackML reads sqlite://<path>; SQLAlchemy sqlite:///<path>
+        return f"sqlite://{'' if name == 'fasttrackml' else '/'}{work / 'mlflow.db'}"
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS bench_{name}")
+        conn.execute(f"CREATE DATABASE bench_{name}")
+    # MLflow goes through SQLAlchemy: name the driver that is installed (psycopg 3).
+    scheme = {"mlflow": "postgresql+psycopg", "fasttrackml": "postgres"}.get(name, "postgresql")
+    return f"{scheme}://postgres@127.0.0.1:5432/bench_{name}"
+
+
+def drop_database(kind: str, name: str) -> None:
+    if kind != "postgresql":
+        return
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS bench_{name} WITH (FORCE)")
+
+
+def command(name: str, uri: str, work: Path, port: int) -> list[str]:
+    if name == "fasttrackml":
+        return [str(BIN / "fml"), "server", "--database-uri", uri, "--listen-address", f"127.0.0.1:{port}",
+                "--default-artifact-root", str(work / "artifacts")]
+    common = ["--backend-store-uri", uri, "--artifacts-destination", str(work / "mlartifacts"),
+              "--host", "127.0.0.1", "--port", str(port)]
+    return [str(BIN / name), "server" if name == "mlflow" else "serve", *common]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=200)
@@ -185,41 +243,59 @@ def main() -> None:
     parser.add_argument("--searches", type=int, default=5)
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--peers", default="mlflow,fasttrackml",
+                        help="comma-separated peers to run beside trackops (mlflow, fasttrackml)")
     args = parser.parse_args()
 
-    names = ("mlflow", "trackops")
+    peers = [p for p in args.peers.split(",") if p]
+    if "fasttrackml" in peers and not (BIN / "fml").exists():
+        print("fml not found (pip install --no-deps fasttrackml): FastTrackML left out", file=sys.stderr)
+        peers.remove("fasttrackml")
+    names = (*peers, "trackops")
     procs, urls, works, results = {}, {}, {}, {n: {} for n in names}
     try:
         for name in names:
             work = Path(tempfile.mkdtemp(prefix=f"bench-serve-{name}-"))
             port = free_port()
             urls[name], works[name] = f"http://127.0.0.1:{port}", work
-            common = ["--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}", "--artifacts-destination",
-                      str(work / "mlartifacts"), "--host", "127.0.0.1", "--port", str(port)]
-            procs[name] = start([str(BIN / name), "server" if name == "mlflow" else "serve", *common], work, urls[name])
+            uri = database_uri(args.database, name, work)
+            procs[name] = start(command(name, uri, work, port), work, urls[name])
         time.sleep(5)  # let every worker finish starting before measuring idle memory
         for name in names:
             results[name]["idle RSS (MiB)"] = tree_rss_mib(procs[name].pid)
         eids = {name: populate(urls[name], args.runs) for name in names}
-        # Rounds alternate between the servers (and which goes first), and each measure keeps its
-        # best round: load from other processes on the machine hits both alike.
+        load_before = load()
+        # Rounds rotate between the servers (and which goes first), and each measure keeps its
+        # best round: load from other processes on the machine hits all alike.
         for r in range(args.rounds):
-            for name in (names if r % 2 == 0 else names[::-1]):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for name in order:
                 print(f"round {r + 1}: {name}", file=sys.stderr, flush=True)
                 for key, value in measure(urls[name], eids[name], args).items():
                     best = results[name].get(key)
                     better = best is None or (value < best if lower_is_better(key) else value > best)
                     results[name][key] = value if better else best
+        load_after = load()
     finally:
         for name, proc in procs.items():
             stop(proc)
             shutil.rmtree(works[name], ignore_errors=True)
+            drop_database(args.database, name)
 
-    print(f"{'measure (best of %d rounds)' % args.rounds:34} {'mlflow':>12} {'trackops':>12} {'ratio':>8}")
-    for key in results["mlflow"]:
-        m, t = results["mlflow"][key], results["trackops"][key]
-        ratio = m / t if lower_is_better(key) else t / m
-        print(f"{key:34} {m:12.2f} {t:12.2f} {ratio:7.2f}x")
+    print(f"database {args.database}; load average before {load_before}, after {load_after}; "
+          f"{os.cpu_count()} CPUs")
+    header = f"{'measure (best of %d rounds)' % args.rounds:34}" + "".join(f" {n:>12}" for n in names)
+    header += "".join(f" {'vs ' + p:>15}" for p in peers)
+    print(header)
+    for key in results["trackops"]:
+        t = results["trackops"][key]
+        line = f"{key:34}" + "".join(f" {results[n][key]:12.2f}" for n in names)
+        for peer in peers:
+            m = results[peer][key]
+            ratio = m / t if lower_is_better(key) else t / m
+            line += f" {ratio:14.2f}x"
+        print(line)
 
 
 if __name__ == "__main__":
