@@ -10,11 +10,15 @@ refuses it as soon as it is too large:
 
 each with ``{"error_code": "INVALID_PARAMETER_VALUE", "message": ...}`` and ``Connection: close``.
 A connection thus holds at most one read chunk beyond these limits, whatever the client sends.
+After the answer the server reads and drops what the client still sends for `LINGER_SECONDS`
+before it closes (a lingering close, as nginx does): closing with unread data would reset the
+connection, and a client still sending would lose the answer.
 Bodies are capped per route by the app (`server/protocol.py`, 413).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -25,6 +29,7 @@ log = logging.getLogger("trackops.server")
 MAX_URL = 65_535  # the most llhttp's URL parser takes; a 64 KiB filter in a query string fits
 MAX_HEADERS = 64 * 1024  # cookies of other local apps and long bearer tokens fit many times over
 _SLACK = 8 * 1024  # the request line's method and version, the blank line
+LINGER_SECONDS = 2.0
 
 STATUS_TEXT = {414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
 
@@ -55,6 +60,7 @@ if hasattr(NoDelayHTTPProtocol, "on_url"):  # httptools (a dependency); h11 keep
         _head_bytes = 0
         _header_bytes = 0
         _refused: int | None = None
+        _discarding = False
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -78,6 +84,8 @@ if hasattr(NoDelayHTTPProtocol, "on_url"):  # httptools (a dependency); h11 keep
             super().on_headers_complete()
 
         def data_received(self, data: bytes) -> None:
+            if self._discarding:  # the rest of a refused request: read and dropped, never parsed or kept
+                return
             super().data_received(data)
             # httptools buffers a header's name and value until the header ends, out of our sight:
             # count the bytes of an unfinished head here, so one endless header is refused too.
@@ -96,9 +104,11 @@ if hasattr(NoDelayHTTPProtocol, "on_url"):  # httptools (a dependency); h11 keep
         def _refuse(self) -> None:
             log.warning("refused a request with a %s", "URL too long" if self._refused == 414 else
                         "header section too large")
-            self._in_head = False
+            self._in_head, self._discarding = False, True
             self.transport.write(refusal(self._refused))
-            self.transport.close()
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            asyncio.get_running_loop().call_later(LINGER_SECONDS, self.transport.close)
 
 else:  # pragma: no cover - only without httptools
     LimitedHTTPProtocol = NoDelayHTTPProtocol
