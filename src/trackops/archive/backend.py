@@ -29,7 +29,8 @@ class Backend:
         """Store the finished local file at `path` under `key` (the file may be consumed)."""
         raise NotImplementedError
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, *, durable: bool = True) -> None:
+        """Store `data` under `key`; durable=False may skip the fsync (a lock file)."""
         raise NotImplementedError
 
     def get(self, key: str) -> ArtifactReader:
@@ -88,8 +89,16 @@ class LocalBackend(Backend):
         os.replace(path, target)
         self._unsynced = True
 
-    def put_bytes(self, key: str, data: bytes) -> None:
-        self._files.write(key, data)  # temp, fsync, rename
+    def put_bytes(self, key: str, data: bytes, *, durable: bool = True) -> None:
+        if durable:
+            self._files.write(key, data)  # temp, fsync, rename
+            return
+        temp = self.temp_file()
+        with open(temp, "wb") as out:
+            out.write(data)
+        target = os.path.join(self._root, key)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(temp, target)  # not counted as unsynced: nothing waits for it to be durable
 
     def get(self, key: str) -> ArtifactReader:
         return self._files.open(key)
@@ -160,7 +169,7 @@ class RemoteBackend(Backend):
         finally:
             path.unlink(missing_ok=True)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, *, durable: bool = True) -> None:
         self._files.write(key, data)
 
     def get(self, key: str) -> ArtifactReader:

@@ -86,9 +86,29 @@ def derive(secret: str, salt: bytes, *, n: int, r: int, p: int) -> Keys:
     return Keys(raw[:32], raw[32:])
 
 
-def new_hasher(keys: Keys | None):
-    """What names an object: sha256 of the content, or HMAC-SHA256 under the id key."""
+BLAKE3 = "blake3"
+SHA256 = "sha256"
+HASHES = (BLAKE3, SHA256)
+LARGE_INPUT = 8 * 1024 * 1024  # past this, BLAKE3 may hash on several cores
+
+
+def new_hasher(keys: Keys | None, algorithm: str = BLAKE3, *, size_hint: int = 0):
+    """What names an object (format section 4): BLAKE3 of the content (keyed with the id key when
+    encrypted); for version-1 snapshots sha256, or HMAC-SHA256 under the id key."""
+    if algorithm == BLAKE3:
+        import blake3
+
+        threads = blake3.blake3.AUTO if size_hint >= LARGE_INPUT else 1
+        return blake3.blake3(max_threads=threads) if keys is None else blake3.blake3(key=keys.ident,
+                                                                                     max_threads=threads)
+    if algorithm != SHA256:
+        raise ValueError(f"unknown object hash {algorithm!r}")
     return hashlib.sha256() if keys is None else hmac.new(keys.ident, digestmod=hashlib.sha256)
+
+
+def digest_hasher(algorithm: str = BLAKE3):
+    """The unkeyed hash a manifest's table `digest` uses (sha256 in version 1)."""
+    return new_hasher(None, algorithm)
 
 
 class Encryptor:

@@ -11,7 +11,6 @@ import base64
 import dataclasses
 import datetime as dt
 import decimal
-import hashlib
 import json
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -77,18 +76,21 @@ def dumpable_columns(table: sa.Table) -> list[sa.Column]:
 class DumpResult:
     rows: int = 0
     size: int = 0
-    sha256: str = ""
+    digest: str = ""
+    """The hash (the snapshot's algorithm, unkeyed) of the uncompressed dump."""
     columns: list[list[str]] = dataclasses.field(default_factory=list)
 
 
 def dump_table(conn: sa.Connection, table: sa.Table, out: Callable[[bytes], None],
-               on_rows: Callable[[int], None] | None = None) -> DumpResult:
+               on_rows: Callable[[int], None] | None = None, algorithm: str = "blake3") -> DumpResult:
     """Stream `table`'s rows, in primary-key order, as a compressed dump through `out`."""
+    from trackops.archive.crypto import digest_hasher
+
     columns = dumpable_columns(table)
     kinds = [column_kind(c.type) for c in columns]
     header = {"table": table.name, "columns": [[c.name, k] for c, k in zip(columns, kinds)]}
     result = DumpResult(columns=header["columns"])
-    hasher = hashlib.sha256()
+    hasher = digest_hasher(algorithm)
     compressor = zlib.compressobj(COMPRESS_LEVEL)
 
     def emit(text: str) -> None:
@@ -134,7 +136,7 @@ def dump_table(conn: sa.Connection, table: sa.Table, out: Callable[[bytes], None
     tail = compressor.flush()
     if tail:
         out(tail)
-    result.sha256 = hasher.hexdigest()
+    result.digest = hasher.hexdigest()
     return result
 
 
@@ -155,12 +157,14 @@ def _streaming_cursor(conn: sa.Connection):
 class DumpReader:
     """Reads a dump from compressed chunks: `header`, then `batches()` of decoded rows (lists)."""
 
-    def __init__(self, chunks: Iterable[bytes]):
+    def __init__(self, chunks: Iterable[bytes], algorithm: str = "blake3"):
+        from trackops.archive.crypto import digest_hasher
+
         self._chunks = iter(chunks)
         self._decompressor = zlib.decompressobj()
         self._buffer = b""
         self._lines = self._iter_lines()
-        self.hasher = hashlib.sha256()
+        self.hasher = digest_hasher(algorithm)
         self.size = 0
         from trackops.archive.crypto import CorruptObject
 

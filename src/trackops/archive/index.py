@@ -1,4 +1,8 @@
-"""The artifact index (docs/backup-format.md section 7): which file of which location is which object."""
+"""The artifact index (docs/backup-format.md section 7): which file of which location is which object.
+
+Version 2 lines add the inode and, for a file packed with others (section 4a), its pack and offset;
+version-1 lines (five elements) decode with those left None.
+"""
 
 from __future__ import annotations
 
@@ -23,15 +27,27 @@ class IndexEntry:
     object: str
     size: int
     mtime: float | None = None
+    inode: int | None = None
+    pack: str | None = None
+    """The pack holding this file's bytes (then `object` is its member id), or None: an object of its own."""
+    offset: int | None = None
 
 
-def encode(locations: list[Location], entries: Iterable[IndexEntry]) -> Iterator[bytes]:
-    """The compressed index: header line, then one line per file (entries must come sorted)."""
+def encode(locations: list[Location], entries: Iterable[IndexEntry],
+           packs: dict[str, int] | None = None) -> Iterator[bytes]:
+    """The compressed index: header line (locations, packs with their sizes), then one line per file
+    (entries must come sorted). ``packs=None`` writes the version-1 form (tests keep that writer)."""
     compressor = zlib.compressobj(1)
-    yield compressor.compress(json.dumps({"locations": [dataclasses.asdict(x) for x in locations]}).encode() + b"\n")
+    header: dict = {"locations": [dataclasses.asdict(x) for x in locations]}
+    if packs is not None:
+        header["packs"] = [[pack, size] for pack, size in sorted(packs.items())]
+    yield compressor.compress(json.dumps(header).encode() + b"\n")
     lines = []
     for e in entries:
-        lines.append(json.dumps([e.location, e.path, e.object, e.size, e.mtime], separators=(",", ":")))
+        fields = [e.location, e.path, e.object, e.size, e.mtime]
+        if packs is not None:
+            fields += [e.inode, e.pack, e.offset]
+        lines.append(json.dumps(fields, separators=(",", ":")))
         if len(lines) >= 2000:
             yield compressor.compress(("\n".join(lines) + "\n").encode())
             lines = []
@@ -42,6 +58,12 @@ def encode(locations: list[Location], entries: Iterable[IndexEntry]) -> Iterator
 
 def decode(chunks: Iterable[bytes]) -> tuple[list[Location], Iterator[IndexEntry]]:
     """(locations, entries) of a stored index; entries are streamed."""
+    locations, _packs, entries = read(chunks)
+    return locations, entries
+
+
+def read(chunks: Iterable[bytes]) -> tuple[list[Location], dict[str, int], Iterator[IndexEntry]]:
+    """(locations, packs with their content sizes, entries) of a stored index; entries are streamed."""
     decompressor = zlib.decompressobj()
     it = iter(chunks)
     buffer = b""
@@ -58,6 +80,7 @@ def decode(chunks: Iterable[bytes]) -> tuple[list[Location], Iterator[IndexEntry
             line, buffer = buffer.split(b"\n", 1)
             header = json.loads(line)
     locations = [Location(**x) for x in header["locations"]]
+    packs = {pack: size for pack, size in header.get("packs", [])}
 
     def entries() -> Iterator[IndexEntry]:
         nonlocal buffer
@@ -74,4 +97,4 @@ def decode(chunks: Iterable[bytes]) -> tuple[list[Location], Iterator[IndexEntry
             if line:
                 yield IndexEntry(*json.loads(line))
 
-    return locations, entries()
+    return locations, packs, entries()

@@ -11,7 +11,7 @@ from typing import Any
 from trackops.errors import NotFoundError, UsageError
 
 FORMAT = "trackops-backup-snapshot"
-VERSION = 1
+VERSION = 2
 
 
 class ManifestError(Exception):
@@ -28,9 +28,9 @@ def checksum(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def seal(manifest: dict[str, Any]) -> bytes:
+def seal(manifest: dict[str, Any], version: int = VERSION) -> bytes:
     """The manifest as stored: indented JSON with its checksum filled in."""
-    manifest = {**manifest, "format": FORMAT, "version": VERSION}
+    manifest = {**manifest, "format": FORMAT, "version": version}
     manifest["checksum"] = checksum(manifest)
     return json.dumps(manifest, indent=1).encode() + b"\n"
 
@@ -46,6 +46,18 @@ def parse(data: bytes) -> dict[str, Any]:
     if manifest.get("checksum") != checksum(manifest):
         raise ManifestError("checksum does not match its content")
     return manifest
+
+
+def hash_of(manifest: dict[str, Any]) -> str:
+    """The hash that names the objects a manifest refers to: sha256 for version 1 (section 5)."""
+    if manifest.get("version", 1) < 2:
+        return "sha256"
+    return manifest.get("hash", "blake3")
+
+
+def table_digest(table: dict[str, Any]) -> str:
+    """The expected hash of a table's uncompressed dump (`digest`; `sha256` in version 1)."""
+    return table.get("digest") or table["sha256"]
 
 
 def select(ids: list[str], wanted: str) -> str:

@@ -4,6 +4,10 @@
 before anything else happens); `Repository.create` writes it once. Objects are written through
 `ObjectWriter` (hash while spooling, then put under the id unless it exists) and read back through
 `read_object`, which checks authentication and the id; damage raises `CorruptObject`.
+
+Version 2 names new objects by BLAKE3 (`Repository.hash`); objects of version-1 snapshots keep their
+SHA-256 ids, so readers pass the hash the manifest names (`manifest.hash_of`). `upgrade` turns a
+version-1 repository into a version-2 one before the first version-2 snapshot is written into it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from trackops.artifacts import ArtifactNotFound
 from trackops.errors import NotFoundError, UsageError
 
 FORMAT = "trackops-backup"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 CONFIG = "config.json"
 SNAPSHOTS = "snapshots"
 OBJECTS = "objects"
@@ -50,6 +55,9 @@ class Repository:
         self.backend, self.config, self.keys = backend, config, keys
         self.uri = backend.uri
         self._known: set[str] | None = None
+        self.version = config.get("version", VERSION)
+        self.hash = config.get("hash", crypto.SHA256) if self.version >= 2 else crypto.SHA256
+        """The hash that names objects written now (section 4)."""
 
     # --- opening ------------------------------------------------------------------------------------
 
@@ -67,9 +75,13 @@ class Repository:
             raise UsageError(f"{uri}/{CONFIG} is not a trackops backup repository config") from None
         if config.get("format") != FORMAT:
             raise UsageError(f"{uri} is not a trackops backup repository")
-        if config.get("version") != VERSION:
+        if config.get("version") not in READABLE_VERSIONS:
             raise UsageError(f"{uri} has repository format version {config.get('version')}, "
-                             f"this trackops reads version {VERSION}", hint="use a newer trackops")
+                             f"this trackops reads versions {', '.join(map(str, READABLE_VERSIONS))}",
+                             hint="use a newer trackops")
+        if config.get("version") == 2 and config.get("hash", crypto.BLAKE3) not in crypto.HASHES:
+            raise UsageError(f"{uri} names objects by {config.get('hash')!r}, which this trackops does not know",
+                             hint="use a newer trackops")
         params = config.get("encryption")
         keys = crypto.unlock(params, secret, uri) if params else None
         return cls(backend, config, keys)
@@ -85,7 +97,7 @@ class Repository:
                                  hint="drop --encrypt, or back up into a new repository")
             return repo
         config: dict[str, Any] = {"format": FORMAT, "version": VERSION, "id": secrets.token_hex(16),
-                                  "created": now_iso(), "encryption": None}
+                                  "created": now_iso(), "hash": crypto.BLAKE3, "encryption": None}
         keys = None
         if encrypt:
             if not secret:
@@ -97,6 +109,20 @@ class Repository:
     @property
     def encrypted(self) -> bool:
         return self.keys is not None
+
+    def upgrade(self) -> bool:
+        """Make a version-1 repository version 2 (config.json rewritten once, id and keys kept), so that
+        version-2 snapshots can be written into it; True when it was upgraded. Its version-1 snapshots
+        stay readable; a trackops that reads only version 1 refuses the repository from now on."""
+        if self.version >= VERSION:
+            return False
+        self.config = {**self.config, "version": VERSION, "hash": crypto.BLAKE3, "upgraded": now_iso()}
+        self.backend.put_bytes(CONFIG, json.dumps(self.config, indent=2).encode() + b"\n")
+        self.version, self.hash = VERSION, crypto.BLAKE3
+        return True
+
+    def hasher(self, algorithm: str | None = None, size_hint: int = 0):
+        return crypto.new_hasher(self.keys, algorithm or self.hash, size_hint=size_hint)
 
     # --- objects ------------------------------------------------------------------------------------
 
@@ -118,8 +144,8 @@ class Repository:
             return object_id in self._known
         return self.backend.exists(object_key(object_id))
 
-    def writer(self) -> ObjectWriter:
-        return ObjectWriter(self)
+    def writer(self, size_hint: int = 0) -> ObjectWriter:
+        return ObjectWriter(self, size_hint)
 
     def spool(self, limit: int = 8 * 1024 * 1024) -> Spool:
         """A writer that keeps small content in memory (hashed before any write) and spills past `limit`."""
@@ -132,13 +158,28 @@ class Repository:
                 w.write(chunk)
             return w.finish()
 
-    def put_bytes_object(self, data: bytes) -> tuple[str, int, bool]:
-        """Store a small object held in memory: hashed first, so a known one is not written at all."""
-        hasher = crypto.new_hasher(self.keys)
-        hasher.update(data)
-        object_id = hasher.hexdigest()
+    def put_bytes_object(self, data: bytes | memoryview, object_id: str | None = None) -> tuple[str, int, bool]:
+        """Store a small object held in memory: hashed first (or named by the caller, who hashed it),
+        so a known one is not written at all."""
+        if object_id is None:
+            hasher = self.hasher(size_hint=len(data))
+            hasher.update(data)
+            object_id = hasher.hexdigest()
         if self.has_object(object_id):
             return object_id, len(data), False
+        if self.keys is None and self.backend.local:
+            # Already hashed: write the spool file and rename it, without hashing again.
+            temp = self.backend.temp_file()
+            try:
+                with open(temp, "wb") as out:
+                    out.write(data)
+                self.backend.put_file(object_key(object_id), temp)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+            if self._known is not None:
+                self._known.add(object_id)
+            return object_id, len(data), True
         with self.writer() as w:
             w.write(data)
             return w.finish()
@@ -147,7 +188,7 @@ class Repository:
         """Store a local file by an in-kernel copy, then hash the copy; None when this repository can't.
 
         The fast path of a local, unencrypted repository: ``copy_file_range`` into the spool file (no
-        user-space copy, like ``cp``), then sha256 of the spool file through ``mmap``. Hashing the copy,
+        user-space copy, like ``cp``), then the hash of the spool file through ``mmap``. Hashing the copy,
         not the source, keeps id and content consistent even if the source changes meanwhile.
         """
         if self.keys is not None or not self.backend.local or not hasattr(os, "copy_file_range"):
@@ -163,10 +204,10 @@ class Repository:
                     if n == 0:
                         break
                     size += n
-            hasher = crypto.new_hasher(None)
+            hasher = self.hasher(size_hint=size)
             if size:
                 with open(temp, "rb") as spooled, mmap.mmap(spooled.fileno(), 0, access=mmap.ACCESS_READ) as view:
-                    hasher.update(view)
+                    hasher.update(view)  # BLAKE3 and hashlib release the GIL while hashing
             object_id = hasher.hexdigest()
             if self.has_object(object_id):
                 temp.unlink(missing_ok=True)
@@ -179,9 +220,11 @@ class Repository:
             self._known.add(object_id)
         return object_id, size, True
 
-    def read_object(self, object_id: str) -> Iterator[bytes]:
-        """Plaintext chunks of an object, checked against its id at the end (CorruptObject otherwise)."""
-        hasher = crypto.new_hasher(self.keys)
+    def read_object(self, object_id: str, algorithm: str | None = None) -> Iterator[bytes]:
+        """Plaintext chunks of an object, checked against its id at the end (CorruptObject otherwise).
+
+        `algorithm` is the hash the manifest naming the object uses (default: the repository's)."""
+        hasher = self.hasher(algorithm)
         with self.backend.get(object_key(object_id)) as reader:
             if self.keys is None:
                 chunks: Iterator[bytes] = iter(lambda: reader.read(READ_CHUNK), b"")
@@ -240,10 +283,12 @@ class Repository:
 
     @contextlib.contextmanager
     def lock(self, purpose: str) -> Iterator[None]:
-        """A lock file that tells prune a backup may be writing unreferenced objects."""
+        """A lock file that tells prune a backup may be writing unreferenced objects.
+
+        Not fsynced: a lock lost in a crash only matters while its backup runs, and that died too."""
         key = f"{LOCKS}/{secrets.token_hex(8)}.json"
         body = {"purpose": purpose, "host": socket.gethostname(), "pid": os.getpid(), "created": now_iso()}
-        self.backend.put_bytes(key, json.dumps(body).encode())
+        self.backend.put_bytes(key, json.dumps(body).encode(), durable=False)
         try:
             yield
         finally:
@@ -262,9 +307,9 @@ class Repository:
 class ObjectWriter:
     """Spool one object while hashing (and encrypting) it; `finish` puts it under its id if new."""
 
-    def __init__(self, repo: Repository):
+    def __init__(self, repo: Repository, size_hint: int = 0):
         self.repo = repo
-        self.hasher = crypto.new_hasher(repo.keys)
+        self.hasher = repo.hasher(size_hint=size_hint)
         self.size = 0
         self.path: Path = repo.backend.temp_file()
         self._file = open(self.path, "wb")  # noqa: SIM115 - closed in finish/abort
@@ -344,3 +389,10 @@ class Spool:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def digest_hex(data: bytes, algorithm: str, keys: Keys | None = None) -> str:
+    """The id `data` has as an object (or pack member) under `algorithm`, keyed when `keys` are given."""
+    hasher = crypto.new_hasher(keys, algorithm, size_hint=len(data))
+    hasher.update(data)
+    return hasher.hexdigest()

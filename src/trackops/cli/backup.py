@@ -80,13 +80,18 @@ def backup(
     encrypt: Annotated[bool, typer.Option("--encrypt", help="Create the repository encrypted (AES-256-GCM); "
                                                             "the key comes from --key-file or the environment.")] = False,
     key_file: KeyFile = None,
+    rehash: Annotated[bool, typer.Option("--rehash", help="Trust nothing from the previous snapshot: dump every "
+                                                          "table and read and hash every file, even those that "
+                                                          "look unchanged.")] = False,
     json_output: JsonOutput = False,
 ) -> int | None:
     """Back up the database and the artifacts it references as one consistent snapshot.
 
     The database is read in one snapshot transaction and dumped table by table (restorable on any
-    dialect); then every artifact location its rows name is copied as content-addressed objects. A second
-    backup stores only what changed. The snapshot is listed only once its manifest is written, so an
+    dialect); then every artifact location its rows name is copied as content-addressed objects (small
+    files packed together). A second backup stores only what changed: tables and files that did not
+    change since the previous snapshot are neither dumped nor read again (--rehash reads everything).
+    The snapshot is listed only once its manifest is written, so an
     interrupted backup leaves nothing listed (its objects are reused by the next one).
 
     Examples:
@@ -102,7 +107,8 @@ def backup(
     settings = settings_from(backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination)
     bars = Bars(not json_output)
     try:
-        report = backup_service.backup(settings, to=to, encrypt=encrypt, key_file=key_file, progress=bars)
+        report = backup_service.backup(settings, to=to, encrypt=encrypt, key_file=key_file, rehash=rehash,
+                                       progress=bars)
     finally:
         bars.stop()
     if json_output:

@@ -7,11 +7,15 @@ Plan, then execute, in an order that makes an interruption harmless:
 2. The database is read in one snapshot transaction (PostgreSQL REPEATABLE READ READ ONLY, MySQL
    WITH CONSISTENT SNAPSHOT, SQLite a read transaction in WAL mode): its live schema is reflected, every
    table is dumped in primary-key order as a compressed object, and the artifact URIs its rows hold are
-   gathered. Writers keep going; they just are not in the snapshot.
+   gathered. Writers keep going; they just are not in the snapshot. A table whose fingerprint shows it
+   unchanged since the previous snapshot of the same database is not dumped again: that snapshot's
+   dump object is reused (format section 6a).
 3. The artifact locations are folded (a run's folder inside its experiment's counts once) and walked;
-   each file becomes a content-addressed object. A file whose size and mtime match the previous
+   small files are packed into shared pack objects, larger ones become objects of their own, hashed
+   (BLAKE3) and copied on several threads. A file whose size, mtime and inode match the previous
    snapshot of the same database is not read again; an object that exists is not stored again.
-4. The artifact index, then the manifest are written. Until the manifest exists the snapshot does not.
+4. Everything is synced, then the artifact index and the manifest are written. Until the manifest
+   exists the snapshot does not.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from trackops import __version__
-from trackops.archive import crypto, dump, index as artifact_index, manifest as manifests
+from trackops.archive import crypto, dump, fingerprint, index as artifact_index, manifest as manifests
 from trackops.archive.index import IndexEntry, Location
+from trackops.archive.packs import MEMBER_LIMIT, Packer
 from trackops.archive.repository import Repository, now_iso
 from trackops.artifacts import ArtifactError, ArtifactNotFound, ArtifactRepository, locate
 from trackops.artifacts.local import LocalArtifactRepository
@@ -51,11 +56,11 @@ ARTIFACT_COLUMNS: tuple[tuple[str, str, tuple[str, str] | None], ...] = (
     ("model_versions", "storage_location", None),
     ("trace_tags", "value", ("key", "mlflow.artifactLocation")),
 )
-# Local to local, copies are bound by the CPU (sha256) and the filesystem: one thread per core.
-# Where S3 is on either side each request waits on the network: more in flight.
-COPY_THREADS_LOCAL = max(2, os.cpu_count() or 2)
+# Local to local, copies are bound by the CPU (hashing) and the filesystem: a thread per core, and one
+# more each so that a thread waiting on the disk leaves no core idle. Where S3 is on either side each
+# request waits on the network: more in flight.
+COPY_THREADS_LOCAL = max(4, 2 * (os.cpu_count() or 2))
 COPY_THREADS_REMOTE = 8
-SMALL_FILE = 1024 * 1024  # local files up to this size are read whole, hashed, and written only if new
 SKIPPED_SCHEMES = ("models:", "runs:")
 
 
@@ -143,42 +148,55 @@ def suggested_repository(url) -> str:
 
 
 def backup(settings: Settings, *, to: str | None = None, encrypt: bool = False, key_file: str | None = None,
-           lock: bool = True, artifacts: bool = True, progress: Progress | None = None) -> BackupReport:
+           lock: bool = True, artifacts: bool = True, rehash: bool = False,
+           progress: Progress | None = None) -> BackupReport:
     """Back up the tracking database and its artifacts as one snapshot in a backup repository.
 
     artifacts=False takes a database-only snapshot (what `db upgrade` keeps to roll back to: an
-    upgrade changes no artifact).
+    upgrade changes no artifact). rehash=True trusts nothing from the previous snapshot: every table
+    is dumped and every file read and hashed (unchanged content is still not stored twice).
     """
     emit = progress or (lambda _e: None)
     t0 = time.perf_counter()
     repo = Repository.open_or_create(repository_uri(settings, to), secret=crypto.passphrase(key_file),
                                      encrypt=encrypt)
+    repo.upgrade()  # a version-1 repository takes version-2 snapshots from now on
     url = parse_url(settings.backend_store_uri)
     snapshot_id = manifests.new_snapshot_id()
     created = now_iso()
     with (hold_lock(url, MAINTENANCE_LOCK, purpose="backup") if lock else nullcontext()), repo.lock("backup"):
+        database = hide_password(url)
+        last = _previous_manifest(repo, database)
+        previous = None if rehash else last
         with snapshot_connection(url) as conn:
-            report = BackupReport(snapshot_id, repo.uri, hide_password(url), url.get_backend_name(),
+            report = BackupReport(snapshot_id, repo.uri, database, url.get_backend_name(),
                                   revisions.current_revision(conn) if _has_version_table(conn) else None)
             server = server_version(conn)
-            reflected = backed_up_tables(conn)
-            tables = _dump_tables(conn, repo, reflected, report, emit)
+            source: dict[str, Any] = {"database": report.database, "dialect": report.dialect,
+                                      "server_version": server, "revision": report.revision,
+                                      "artifacts_destination": _destination_text(settings.artifacts_destination)}
+            if report.dialect == "postgresql":
+                source["xmin"] = fingerprint.pg_snapshot_xmin(conn)
+            source["schema"] = fingerprint.schema_fingerprint(conn)
+            reflected = _tables_as_before(previous, source["schema"]) or backed_up_tables(conn)
+            tables = _dump_tables(conn, repo, reflected, report, emit, previous)
             uris = referenced_uris(conn, {t.name: t for t in reflected}) if artifacts else []
         report.database_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        previous = _previous_index(repo, report.database)
-        locations, entries = _copy_artifacts(repo, uris, settings.artifacts_destination, previous, report, emit)
+        # With rehash the previous index still says which content is stored where (a member is named by
+        # its hash, so that is safe to reuse); only its file metadata is not trusted.
+        prior = PreviousIndex.read(repo, last)
+        locations, entries, packs = _copy_artifacts(repo, uris, settings.artifacts_destination, prior, report,
+                                                    emit, trust_metadata=not rehash)
         index_id, index_size = None, 0
         if locations:
-            index_id, index_size, new = repo.put_chunks(artifact_index.encode(locations, entries))
+            index_id, index_size, new = repo.put_chunks(artifact_index.encode(locations, entries, packs))
             report.objects_new += new
         report.artifact_seconds = time.perf_counter() - t1
         body = {
-            "id": snapshot_id, "created": created, "finished": now_iso(), "trackops_version": __version__,
-            "hostname": socket.gethostname(),
-            "source": {"database": report.database, "dialect": report.dialect, "server_version": server,
-                       "revision": report.revision,
-                       "artifacts_destination": _destination_text(settings.artifacts_destination)},
+            "id": snapshot_id, "hash": repo.hash, "created": created, "finished": now_iso(),
+            "trackops_version": __version__, "hostname": socket.gethostname(),
+            "source": source,
             "tables": tables,
             "artifacts": {"included": artifacts, "index": index_id, "index_size": index_size,
                           "files": report.files, "bytes": report.bytes,
@@ -278,20 +296,80 @@ def backed_up_tables(conn: sa.Connection) -> list[sa.Table]:
 
 
 def _dump_tables(conn: sa.Connection, repo: Repository, tables: list[sa.Table], report: BackupReport,
-                 emit: Progress) -> list[dict]:
+                 emit: Progress, previous: dict[str, Any] | None) -> list[dict]:
     emit(ProgressEvent("tables", "start", total=len(tables)))
+    before = {t["name"]: t for t in previous["tables"]} if previous else {}
+    known = repo.known_objects() if before else set()
     out = []
     for table in tables:
+        columns = [[c.name, dump.column_kind(c.type)] for c in dump.dumpable_columns(table)]
+        entry = before.get(table.name)
+        if entry is not None and (entry.get("columns") != columns or "key" not in entry
+                                  or entry["object"] not in known):
+            entry = None
+        mark = _fingerprint(conn, table.name, [c for c, _k in columns], entry, previous)
+        if entry is not None and mark is not None and mark[1]:
+            reused = {k: entry[k] for k in ("name", "rows", "object", "object_size", "size", "digest", "columns",
+                                            "key")}
+            out.append({**reused, "fingerprint": mark[0], "reused": True})
+            emit(ProgressEvent("tables", "advance", amount=1, item=f"{table.name} (unchanged)"))
+            continue
         with repo.spool() as writer:
-            result = dump.dump_table(conn, table, writer.write)
+            result = dump.dump_table(conn, table, writer.write, algorithm=repo.hash)
             object_id, object_size, new = writer.finish()
         report.objects_new += new
-        out.append({"name": table.name, "rows": result.rows, "object": object_id, "object_size": object_size,
-                    "size": result.size,
-                    "sha256": result.sha256, "columns": result.columns})
+        row = {"name": table.name, "rows": result.rows, "object": object_id, "object_size": object_size,
+               "size": result.size, "digest": result.digest, "columns": result.columns,
+               "key": [c.name for c in table.primary_key.columns], "reused": False}
+        if mark is not None and mark[0] is not None:
+            row["fingerprint"] = mark[0] if conn.dialect.name == "sqlite" else f"postgresql-rows:{result.rows}"
+        out.append(row)
         emit(ProgressEvent("tables", "advance", amount=1, item=f"{table.name} ({result.rows} rows)"))
     emit(ProgressEvent("tables", "done"))
     return out
+
+
+_KIND_TYPES: dict[str, sa.types.TypeEngine] = {
+    "int": sa.Integer(), "float": sa.Float(), "bool": sa.Boolean(), "str": sa.String(), "decimal": sa.Numeric(),
+    "datetime": sa.DateTime(), "date": sa.Date(), "time": sa.Time(), "bytes": sa.LargeBinary(), "json": sa.JSON(),
+}
+
+
+def _tables_as_before(previous: dict[str, Any] | None, schema: str | None) -> list[sa.Table] | None:
+    """The tables as the previous manifest describes them, when the schema's fingerprint is unchanged.
+
+    What a dump needs of a table is its name, its dumped columns with their kinds and its primary key,
+    in foreign-key order: all in the manifest. None when the schema may have changed (reflect it).
+    """
+    if previous is None or schema is None or previous["source"].get("schema") != schema:
+        return None
+    entries = previous["tables"]
+    if not all("key" in t for t in entries):
+        return None
+    metadata = sa.MetaData()
+    out = []
+    for entry in entries:
+        table = sa.Table(entry["name"], metadata,
+                         *[sa.Column(name, _KIND_TYPES[kind]) for name, kind in entry["columns"]])
+        if entry["key"]:
+            table.append_constraint(sa.PrimaryKeyConstraint(*entry["key"]))
+        out.append(table)
+    return out
+
+
+def _fingerprint(conn: sa.Connection, name: str, columns: list[str], entry: dict[str, Any] | None,
+                 previous: dict[str, Any] | None) -> tuple[str | None, bool] | None:
+    """(fingerprint to record, unchanged since `entry`) for a table; None where the dialect has no test."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        mark = fingerprint.sqlite_fingerprint(conn, name, columns)
+        return mark, mark is not None and entry is not None and entry.get("fingerprint") == mark
+    if dialect == "postgresql":
+        if entry is None or previous is None:
+            return "", False
+        unchanged, rows = fingerprint.pg_unchanged(conn, name, previous["source"].get("xmin"), entry["rows"])
+        return f"postgresql-rows:{rows}", unchanged
+    return None
 
 
 def referenced_uris(conn: sa.Connection, tables: dict[str, sa.Table]) -> list[str]:
@@ -301,11 +379,13 @@ def referenced_uris(conn: sa.Connection, tables: dict[str, sa.Table]) -> list[st
         table = tables.get(table_name)
         if table is None or column_name not in table.c:
             continue
-        column = table.c[column_name]
-        query = sa.select(column).distinct().where(column.is_not(None))
+        # Plain SQL text: compiling a select costs more than running it on a small database.
+        quote = conn.dialect.identifier_preparer.quote
+        sql = f"SELECT DISTINCT {quote(column_name)} FROM {quote(table_name)} WHERE {quote(column_name)} IS NOT NULL"
         if where is not None:
-            query = query.where(table.c[where[0]] == where[1])
-        found.update(v for v in conn.execute(query).scalars() if v)
+            value = where[1].replace("'", "''")
+            sql += f" AND {quote(where[0])} = '{value}'"
+        found.update(row[0] for row in conn.exec_driver_sql(sql) if row[0])
     return sorted(found)
 
 
@@ -317,7 +397,7 @@ def fold_locations(uris: list[str], destination: str | None
     every referenced place before folding."""
     places: dict[str, tuple[str, ArtifactRepository]] = {}
     skipped = []
-    for uri in uris:
+    for uri in _fold_uris(uris):
         if uri.startswith(SKIPPED_SCHEMES):
             skipped.append({"uri": uri, "reason": "a reference to a model, not a storage location"})
             continue
@@ -343,8 +423,24 @@ def fold_locations(uris: list[str], destination: str | None
     return kept, skipped, set(places)
 
 
-def _previous_index(repo: Repository, database: str) -> dict[tuple[str, str], tuple[int, float | None, str]]:
-    """(place, path) -> (size, mtime, object) from the newest snapshot of the same database."""
+def _fold_uris(uris: list[str]) -> list[str]:
+    """The URIs not nested inside another one (a run's under its experiment's), compared as text first:
+    locating every run's URI costs more than the walk of an unchanged store. What is left is folded again
+    by the places the URIs resolve to."""
+    kept: set[str] = set()
+    out = []
+    for uri in sorted(uris, key=len):
+        trimmed = uri.rstrip("/")
+        parts = trimmed.split("/")
+        if any("/".join(parts[:i]) in kept for i in range(1, len(parts))):
+            continue
+        kept.add(trimmed)
+        out.append(uri)
+    return out
+
+
+def _previous_manifest(repo: Repository, database: str) -> dict[str, Any] | None:
+    """The newest snapshot of the same database whose objects are named by the repository's hash."""
     for snapshot_id in reversed(repo.snapshot_ids()):
         try:
             manifest = manifests.parse(repo.read_manifest_bytes(snapshot_id))
@@ -352,20 +448,54 @@ def _previous_index(repo: Repository, database: str) -> dict[tuple[str, str], tu
             continue
         if manifest["source"]["database"] != database:
             continue
-        index_id = manifest["artifacts"].get("index")
+        return manifest if manifests.hash_of(manifest) == repo.hash else None
+    return None
+
+
+@dataclasses.dataclass
+class PreviousIndex:
+    """What the previous snapshot's artifact index says: the cache that lets unchanged files go unread."""
+
+    files: dict[tuple[str, str], IndexEntry] = dataclasses.field(default_factory=dict)
+    """(place, path) -> its entry."""
+    packs: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def read(cls, repo: Repository, manifest: dict[str, Any] | None) -> PreviousIndex:
+        index_id = manifest["artifacts"].get("index") if manifest else None
         if not index_id:
-            return {}
+            return cls()
         try:
-            locations, entries = artifact_index.decode(repo.read_object(index_id))
-            return {(locations[e.location].place, e.path): (e.size, e.mtime, e.object) for e in entries}
-        except Exception:  # noqa: BLE001
-            return {}
-    return {}
+            locations, packs, entries = artifact_index.read(repo.read_object(index_id))
+            return cls({(locations[e.location].place, e.path): e for e in entries}, packs)
+        except Exception:  # noqa: BLE001 - no shortcut, every file is read
+            return cls()
+
+    def members(self, known: set[str]) -> dict[str, tuple[str | None, int | None]]:
+        """Member id -> (pack, offset) of every packed file whose pack is still stored, and small
+        stand-alone objects, so that content seen before is not stored again."""
+        out: dict[str, tuple[str | None, int | None]] = {}
+        for e in self.files.values():
+            if e.pack is not None and e.pack in known:
+                out.setdefault(e.object, (e.pack, e.offset))
+            elif e.pack is None and e.size <= MEMBER_LIMIT and e.object in known:
+                out.setdefault(e.object, (None, None))
+        return out
 
 
-def _copy_artifacts(repo: Repository, uris: list[str], destination: str | None,
-                    previous: dict[tuple[str, str], tuple[int, float | None, str]], report: BackupReport,
-                    emit: Progress) -> tuple[list[Location], list[IndexEntry]]:
+@dataclasses.dataclass(frozen=True)
+class _Task:
+    location: int
+    source: ArtifactRepository
+    path: str
+    size: int
+    mtime: float | None
+    inode: int | None
+
+
+def _copy_artifacts(repo: Repository, uris: list[str], destination: str | None, previous: PreviousIndex,
+                    report: BackupReport, emit: Progress, trust_metadata: bool = True
+                    ) -> tuple[list[Location], list[IndexEntry], dict[str, int]]:
     located, report.skipped, referenced = fold_locations(uris, destination)
     if destination and any(u.startswith("mlflow-artifacts:") for u in uris):
         from trackops.artifacts.registry import local_path, scheme_of
@@ -373,69 +503,135 @@ def _copy_artifacts(repo: Repository, uris: list[str], destination: str | None,
         if scheme_of(destination) in ("", "file") and not os.path.isdir(local_path(destination)):
             report.skipped.append({"uri": destination, "reason": "the artifacts destination does not exist, so "
                                    "no mlflow-artifacts:/ file was found; pass --artifacts-destination"})
-    known = repo.known_objects()
-    todo: list[tuple[int, ArtifactRepository, Any]] = []
+    known = repo.known_objects() if located else set()
+    packer = Packer(repo, previous.members(known))
+    todo: list[_Task] = []
     entries: list[IndexEntry] = []
     for number, (location, source) in enumerate(located):
         try:
-            for entry in source.walk(""):
-                cached = previous.get((location.place, entry.path))
-                if cached is not None and cached[0] == entry.size and cached[1] == entry.modified \
-                        and cached[2] in known:
-                    entries.append(IndexEntry(number, entry.path, cached[2], entry.size or 0, entry.modified))
+            for path, size, mtime, inode in _walk(source):
+                cached = previous.files.get((location.place, path)) if trust_metadata else None
+                if cached is not None and cached.size == size and cached.mtime == mtime \
+                        and cached.inode == inode and (cached.pack or cached.object) in known:
+                    entries.append(dataclasses.replace(cached, location=number))
+                    if cached.pack is not None:
+                        packer.note_pack(cached.pack, previous.packs.get(cached.pack, 0))
                     report.files_unchanged += 1
                 else:
-                    todo.append((number, source, entry))
+                    todo.append(_Task(number, source, path, size, mtime, inode))
         except ArtifactError as exc:
             report.skipped.append({"uri": location.uri, "reason": exc.message})
-    report.missing.extend(_gone_since(previous, entries, todo, located, referenced))
+    report.missing.extend(_gone_since(previous.files, entries, todo, located, referenced))
     report.files = len(entries) + len(todo)
-    report.bytes = sum(e.size for e in entries) + sum(t[2].size or 0 for t in todo)
+    report.bytes = sum(e.size for e in entries) + sum(t.size for t in todo)
     emit(ProgressEvent("artifacts", "start", total=report.bytes))
     emit(ProgressEvent("artifacts", "advance", amount=sum(e.size for e in entries)))
 
-    def copy(task) -> tuple[IndexEntry | None, bool, str]:  # (entry, stored anew, missing path)
-        number, source, entry = task
+    def copy(task: _Task) -> tuple[IndexEntry | None, bool, str]:  # (entry, stored anew, missing path)
         try:
-            fast = _local_file(source, entry.path)
-            if fast is not None:
-                try:
-                    if (entry.size or 0) <= SMALL_FILE:
-                        with open(fast, "rb") as handle:
-                            stored = repo.put_bytes_object(handle.read())
-                    else:
-                        stored = repo.put_local_file(fast)
-                except FileNotFoundError:
-                    raise ArtifactNotFound(entry.path) from None
-                if stored is not None:
-                    object_id, size, new = stored
-                    emit(ProgressEvent("artifacts", "advance", amount=size, item=entry.path))
-                    return IndexEntry(number, entry.path, object_id, size, entry.modified), new, ""
-            with source.open(entry.path) as reader, repo.writer() as writer:
-                for chunk in reader:
-                    writer.write(chunk)
-                object_id, size, new = writer.finish()
+            entry, new = _store_file(repo, packer, previous, task)
         except ArtifactNotFound:
-            return None, False, f"{located[number][0].place}/{entry.path}"
-        emit(ProgressEvent("artifacts", "advance", amount=size, item=entry.path))
-        return IndexEntry(number, entry.path, object_id, size, entry.modified), new, ""
+            return None, False, f"{located[task.location][0].place}/{task.path}"
+        emit(ProgressEvent("artifacts", "advance", amount=entry.size, item=task.path))
+        return entry, new, ""
 
     all_local = repo.backend.local and all(isinstance(src, LocalArtifactRepository) for _loc, src in located)
     threads = COPY_THREADS_LOCAL if all_local else COPY_THREADS_REMOTE
+    copied: list[IndexEntry] = []
+    # Large files first: they keep every thread busy while the small ones fill the packs at the end.
+    todo.sort(key=lambda task: -task.size)
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         for done, new, missing in pool.map(copy, todo):
             if done is None:
                 report.missing.append(missing)
                 continue
-            entries.append(done)
+            copied.append(done)
             if new:
                 report.files_stored += 1
                 report.bytes_stored += done.size
-                report.objects_new += 1
+                if done.pack is None:
+                    report.objects_new += 1
+    packer.finish()
+    report.objects_new += packer.stored
+    entries.extend(dataclasses.replace(e, pack=packer.resolve(e.pack)) if e.pack is not None else e
+                   for e in copied)
     emit(ProgressEvent("artifacts", "done"))
     entries.sort()
     report.files, report.bytes = len(entries), sum(e.size for e in entries)
-    return [loc for loc, _repo in located], entries
+    used = {e.pack for e in entries if e.pack is not None}
+    packs = {pack: size for pack, size in packer.packs.items() if pack in used}
+    return [loc for loc, _repo in located], entries, packs
+
+
+def _store_file(repo: Repository, packer: Packer, previous: PreviousIndex, task: _Task) -> tuple[IndexEntry, bool]:
+    """Store one file: into a pack when small, as an object of its own otherwise; (entry, stored anew)."""
+    fast = _local_file(task.source, task.path)
+    if task.size <= MEMBER_LIMIT:
+        if fast is not None:
+            try:
+                with open(fast, "rb") as handle:
+                    data = handle.read()
+            except FileNotFoundError:
+                raise ArtifactNotFound(task.path) from None
+        else:
+            with task.source.open(task.path) as reader:
+                data = b"".join(reader)
+        if len(data) <= MEMBER_LIMIT:
+            hasher = repo.hasher(size_hint=len(data))
+            hasher.update(data)
+            member = hasher.hexdigest()
+            pack, offset, new = packer.add(member, data)
+            if isinstance(pack, str):
+                packer.note_pack(pack, previous.packs.get(pack, 0))
+            entry = IndexEntry(task.location, task.path, member, len(data), task.mtime, task.inode,
+                               pack, offset)  # type: ignore[arg-type] - a builder until the pack is stored
+            return entry, new
+        object_id, size, new = repo.put_bytes_object(data)  # grew past the limit since the walk
+        return IndexEntry(task.location, task.path, object_id, size, task.mtime, task.inode), new
+    if fast is not None:
+        try:
+            stored = repo.put_local_file(fast)
+        except FileNotFoundError:
+            raise ArtifactNotFound(task.path) from None
+        if stored is not None:
+            object_id, size, new = stored
+            return IndexEntry(task.location, task.path, object_id, size, task.mtime, task.inode), new
+    with task.source.open(task.path) as reader, repo.writer(size_hint=task.size) as writer:
+        for chunk in reader:
+            writer.write(chunk)
+        object_id, size, new = writer.finish()
+    return IndexEntry(task.location, task.path, object_id, size, task.mtime, task.inode), new
+
+
+def _walk(source: ArtifactRepository) -> Iterator[tuple[str, int, float | None, int | None]]:
+    """(path, size, mtime, inode) of every file of a location; inodes only for local folders."""
+    if isinstance(source, LocalArtifactRepository):
+        yield from _walk_local(str(source.root), "")
+        return
+    for entry in source.walk(""):
+        yield entry.path, entry.size or 0, entry.modified, None
+
+
+def _walk_local(folder: str, prefix: str) -> Iterator[tuple[str, int, float | None, int | None]]:
+    """What `LocalArtifactRepository.walk` yields (links to folders skipped, upload temp files hidden),
+    with the inode from the same stat call."""
+    from trackops.artifacts.local import _hidden, _is_real_dir
+
+    try:
+        with os.scandir(folder) as it:
+            children = [e for e in it if not _hidden(e.name)]
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in children:
+        rel = f"{prefix}/{entry.name}" if prefix else entry.name
+        if _is_real_dir(entry):
+            yield from _walk_local(entry.path, rel)
+        elif not entry.is_dir():
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue
+            yield rel, st.st_size, st.st_mtime, st.st_ino
 
 
 def _local_file(source: ArtifactRepository, path: str) -> str | None:
@@ -453,7 +649,7 @@ def _local_file(source: ArtifactRepository, path: str) -> str | None:
         return None
 
 
-def _gone_since(previous: dict[tuple[str, str], tuple[int, float | None, str]], entries: list[IndexEntry],
+def _gone_since(previous: dict[tuple[str, str], IndexEntry], entries: list[IndexEntry],
                 todo: list, located: list[tuple[Location, ArtifactRepository]], referenced: set[str]) -> list[str]:
     """Files the previous snapshot had under a location this snapshot's rows still reference, now gone.
 
@@ -463,7 +659,7 @@ def _gone_since(previous: dict[tuple[str, str], tuple[int, float | None, str]], 
     if not previous:
         return []
     seen = {(located[e.location][0].place, e.path) for e in entries}
-    seen.update((located[number][0].place, entry.path) for number, _source, entry in todo)
+    seen.update((located[task.location][0].place, task.path) for task in todo)
     gone = []
     for place, path in previous:
         if (place, path) in seen:

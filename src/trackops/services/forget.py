@@ -150,8 +150,8 @@ def _referenced(repo: Repository, manifest: dict[str, Any]) -> set[str]:
     if index_id:
         ids.add(index_id)
         try:
-            _locations, entries = artifact_index.decode(repo.read_object(index_id))
-            ids.update(e.object for e in entries)
+            _locations, _packs, entries = artifact_index.read(repo.read_object(index_id, manifests.hash_of(manifest)))
+            ids.update(e.pack or e.object for e in entries)  # a packed file keeps its pack
         except Exception as exc:  # noqa: BLE001 - never prune on a partial picture
             raise CheckFailedError(f"snapshot {manifest['id']}: its artifact index cannot be read ({exc}); "
                                    "nothing was pruned", hint="run trackops verify --all") from None

@@ -32,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from trackops.archive import crypto, dump, index as artifact_index, manifest as manifests
+from trackops.archive import crypto, dump, index as artifact_index, manifest as manifests, packs, repository
 from trackops.archive.crypto import CorruptObject
 from trackops.archive.index import IndexEntry, Location
 from trackops.archive.repository import Repository
@@ -161,7 +161,8 @@ def plan_restore(settings: Settings, *, snapshot: str, repository: str | None, t
     remaps = [parse_remap(r) for r in remap or []] + _implicit_remaps(manifest, to_artifacts_destination)
     locations = []
     if manifest["artifacts"].get("index"):
-        locs, _entries = artifact_index.decode(_checked_object(repo, manifest["artifacts"]["index"], "artifact index"))
+        locs, _entries = artifact_index.decode(_checked_object(repo, manifest["artifacts"]["index"], "artifact index",
+                                                               manifests.hash_of(manifest)))
         for loc in locs:
             locations.append((loc, _target_uri(loc.uri, remaps, to_artifacts_destination)))
     plan = RestorePlan(snapshot_id, repo.uri, manifest, hide_password(url), url.get_backend_name(), revision,
@@ -255,9 +256,9 @@ def _target_uri(uri: str, remaps: list[Remap], destination: str) -> str:
     return rewrite(uri, remaps)
 
 
-def _checked_object(repo: Repository, object_id: str, what: str) -> Iterator[bytes]:
+def _checked_object(repo: Repository, object_id: str, what: str, algorithm: str) -> Iterator[bytes]:
     try:
-        yield from repo.read_object(object_id)
+        yield from repo.read_object(object_id, algorithm)
     except ArtifactNotFound:
         raise CheckFailedError(f"the {what} object {object_id[:12]} is missing from the repository; "
                                "nothing was restored", hint="run trackops verify; restore another snapshot") from None
@@ -401,7 +402,8 @@ def _load_table(conn: sa.Connection, repo: Repository, plan: RestorePlan, report
         emit(ProgressEvent("tables", "advance", amount=entry["rows"]))
         return
     conn.execute(target.delete())  # rows the migrations seed (the default workspace)
-    reader = dump.DumpReader(_checked_object(repo, entry["object"], f"table {name} dump"))
+    algorithm = manifests.hash_of(plan.manifest)
+    reader = dump.DumpReader(_checked_object(repo, entry["object"], f"table {name} dump", algorithm), algorithm)
     writable = {c.name: c for c in target.columns if c.computed is None}
     keep = [i for i, col in enumerate(reader.columns) if col in writable]
     report.skipped_columns.extend(f"{name}.{col}" for col in reader.columns if col not in writable)
@@ -446,7 +448,7 @@ def _load_table(conn: sa.Connection, repo: Repository, plan: RestorePlan, report
                 conn.exec_driver_sql(sql, [tuple(v) for v in records])
             rows += len(records)
             emit(ProgressEvent("tables", "advance", amount=len(records), item=name))
-    if reader.hasher.hexdigest() != entry["sha256"] or rows != entry["rows"]:
+    if reader.hasher.hexdigest() != manifests.table_digest(entry) or rows != entry["rows"]:
         raise CheckFailedError(f"the dump of table {name} does not match the manifest; nothing was restored",
                                hint="run trackops verify --read-data; restore another snapshot")
     report.tables.append({"name": name, "rows": rows})
@@ -476,20 +478,49 @@ def _restore_artifacts(repo: Repository, plan: RestorePlan, destination: str, re
     index_id = plan.manifest["artifacts"].get("index")
     if not index_id:
         return
-    locations, entries = artifact_index.decode(_checked_object(repo, index_id, "artifact index"))
+    algorithm = manifests.hash_of(plan.manifest)
+    _locations, _packs, entries = artifact_index.read(_checked_object(repo, index_id, "artifact index", algorithm))
     targets: list[ArtifactRepository] = [repository_for(dest, artifacts_destination=destination)
                                          for _loc, dest in plan.locations]
     emit(ProgressEvent("artifacts", "start", total=plan.manifest["artifacts"]["bytes"]))
+    # Files of their own one by one; packed files pack by pack, each pack read once, front to back.
+    work: list[list[IndexEntry]] = []
+    by_pack: dict[str, list[IndexEntry]] = {}
+    for entry in entries:
+        if entry.pack is None:
+            work.append([entry])
+        else:
+            by_pack.setdefault(entry.pack, []).append(entry)
+    work.extend(by_pack.values())
 
-    def write(entry: IndexEntry) -> int:
-        target = targets[entry.location]
-        written = target.write(entry.path, _checked_object(repo, entry.object, f"artifact {entry.path}"))
-        emit(ProgressEvent("artifacts", "advance", amount=written, item=entry.path))
-        return written
+    def write(group: list[IndexEntry]) -> tuple[int, int]:
+        first = group[0]
+        if first.pack is None:
+            target = targets[first.location]
+            written = target.write(first.path, _checked_object(repo, first.object, f"artifact {first.path}",
+                                                               algorithm))
+            emit(ProgressEvent("artifacts", "advance", amount=written, item=first.path))
+            return 1, written
+        group.sort(key=lambda e: (e.offset, e.size))
+        files = size = 0
+        chunks = _checked_object(repo, first.pack, f"pack of {first.path}", algorithm)
+        try:
+            for position, data in packs.cut_members(chunks, [(e.offset, e.size) for e in group]):
+                entry = group[position]
+                if repository.digest_hex(data, algorithm, repo.keys) != entry.object:
+                    raise CheckFailedError(f"artifact {entry.path} in pack {first.pack[:12]} does not match its "
+                                           "member id; nothing was restored",
+                                           hint="run trackops verify --read-data; restore another snapshot")
+                written = targets[entry.location].write(entry.path, data)
+                emit(ProgressEvent("artifacts", "advance", amount=written, item=entry.path))
+                files, size = files + 1, size + written
+        except CorruptObject as exc:
+            raise CheckFailedError(f"the pack {first.pack[:12]} is damaged ({exc}); nothing was restored",
+                                   hint="run trackops verify --read-data; restore another snapshot") from None
+        return files, size
 
     with concurrent.futures.ThreadPoolExecutor(COPY_THREADS) as pool:
-        for written in pool.map(write, entries):
-            report.files += 1
+        for files, written in pool.map(write, work):
+            report.files += files
             report.bytes += written
     emit(ProgressEvent("artifacts", "done"))
-

@@ -1,0 +1,121 @@
+"""Whether a table changed since the previous snapshot (docs/backup-format.md section 6a).
+
+Each test runs inside the backup's snapshot transaction and must never call a changed table unchanged;
+calling an unchanged one changed only costs a dump. SQLite: a BLAKE3 of the rows as SQLite's exact
+`quote()` renders them (a scan in SQLite's C code, no per-row Python work). PostgreSQL: the row count and
+the transaction ids (`xmin`) of the row versions, compared with the previous snapshot's `xmin`.
+"""
+
+from __future__ import annotations
+
+import blake3
+import sqlalchemy as sa
+
+SQLITE_CHUNK = 20_000
+PG_XID_WINDOW = 2 ** 30  # beyond this many transactions since the previous snapshot, dump again
+
+
+def sqlite_fingerprint(conn: sa.Connection, table: str, columns: list[str]) -> str | None:
+    """``sqlite-rows:<hex>`` for a rowid table; None for a table without rowid (always dumped)."""
+    quote = conn.dialect.identifier_preparer.quote
+    sql_row = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                   (table,)).first()
+    if sql_row is None or "WITHOUT ROWID" in (sql_row[0] or "").upper():
+        return None
+    hasher = blake3.blake3()
+    hasher.update((sql_row[0] or "").encode() + b"\n" + ",".join(columns).encode() + b"\n")
+    if columns:
+        rendered = " || ',' || ".join(f"quote({quote(c)})" for c in columns)
+    else:
+        rendered = "''"
+    sql = (f"SELECT max(r), count(*), group_concat(v, char(10)) FROM "
+           f"(SELECT rowid AS r, {rendered} AS v FROM {quote(table)} WHERE rowid > ? ORDER BY rowid LIMIT ?)")
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        last = -(2 ** 63)
+        while True:
+            top, count, text = cursor.execute(sql, (last, SQLITE_CHUNK)).fetchone()
+            if not count:
+                break
+            hasher.update(text.encode("utf-8", "surrogatepass") + b"\n")
+            last = top
+            if count < SQLITE_CHUNK:
+                break
+    except sa.exc.DBAPIError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - sqlite3.OperationalError: no rowid (a view-like table)
+        if type(exc).__name__ == "OperationalError":
+            return None
+        raise
+    finally:
+        cursor.close()
+    return "sqlite-rows:" + hasher.hexdigest()
+
+
+def pg_snapshot_xmin(conn: sa.Connection) -> str:
+    """`source.xmin` of the manifest: the oldest transaction id whose rows this snapshot may not see.
+
+    That is the snapshot's xmax, or an older transaction still running when it was taken, except those
+    running in other databases of the cluster (they cannot write rows here; a long transaction in
+    another database would otherwise make every table look changed). A subtransaction's id is always
+    above its parent's, so it is covered too.
+    """
+    snapshot = conn.exec_driver_sql("SELECT pg_current_snapshot()::text").scalar_one()
+    _xmin, xmax, xip = snapshot.split(":")
+    running = [int(x) for x in xip.split(",") if x]
+    if running:
+        foreign = {int(x) for (x,) in conn.exec_driver_sql(
+            "SELECT backend_xid::text FROM pg_stat_activity "
+            "WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()")}
+        running = [x for x in running if x % 2 ** 32 not in foreign]
+    return str(min([int(xmax), *running]))
+
+
+def pg_unchanged(conn: sa.Connection, table: str, previous_xmin: str | None, previous_rows: int) -> tuple[bool, int]:
+    """(unchanged since the snapshot whose `source.xmin` was `previous_xmin`, rows now), in one scan.
+
+    Every insert and update writes a row version whose `xmin` is its transaction; PostgreSQL keeps that
+    raw value when it freezes the row. So a table whose row count is the same and none of whose rows
+    has an `xmin` at or after `previous_xmin` holds exactly the rows it held then.
+    """
+    quote = conn.dialect.identifier_preparer.quote
+    now = int(conn.exec_driver_sql("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").scalar_one())
+    if previous_xmin is None or not 0 <= now - int(previous_xmin) < PG_XID_WINDOW:
+        rows = conn.exec_driver_sql(f"SELECT count(*) FROM {quote(table)}").scalar_one()
+        return False, rows
+    xid32 = str(int(previous_xmin) % 2 ** 32)
+    rows, newer = conn.exec_driver_sql(
+        f"SELECT count(*), count(*) FILTER (WHERE age(xmin) <= age(%(x)s::xid)) FROM {quote(table)}",
+        {"x": xid32}).one()
+    return rows == previous_rows and newer == 0, rows
+
+
+def schema_fingerprint(conn: sa.Connection) -> str | None:
+    """A fingerprint of the tables' definitions (columns, types, keys), or None where there is no cheap one.
+
+    Equal fingerprints let a backup take the table list from the previous manifest instead of
+    reflecting the schema again (reflection costs more than the rest of an unchanged backup).
+    """
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        rows = conn.exec_driver_sql("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master "
+                                    "ORDER BY type, name").all()
+        kind = "sqlite-schema"
+    elif dialect == "postgresql":
+        rows = conn.exec_driver_sql("""
+            SELECT c.relname, a.attnum::text, a.attname, format_type(a.atttypid, a.atttypmod),
+                   a.attgenerated::text, a.attnotnull::text
+            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+            WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+              AND a.attnum > 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT conrelid::regclass::text, conname, contype::text, pg_get_constraintdef(oid), '', ''
+            FROM pg_constraint WHERE connamespace = current_schema()::regnamespace AND contype IN ('p', 'f')
+            ORDER BY 1, 2, 3""").all()
+        kind = "postgresql-schema"
+    else:
+        return None
+    hasher = blake3.blake3()
+    for row in rows:
+        hasher.update("\x1f".join(str(v) for v in row).encode("utf-8", "surrogatepass") + b"\x1e")
+    return f"{kind}:{hasher.hexdigest()}"
