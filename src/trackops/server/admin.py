@@ -374,7 +374,7 @@ class Console:
             for p in report.problems:
                 problems.setdefault(p.snapshot, []).append(str(p))
         now = time.time()
-        destination = settings.artifacts_destination
+        destination = settings.artifacts_destination or "./mlartifacts"
         for snap in snapshots:
             item = snap.to_json()
             created = dt.datetime.fromisoformat(snap.created.replace("Z", "+00:00")).timestamp()
