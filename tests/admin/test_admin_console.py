@@ -180,8 +180,9 @@ def test_run_a_pass_now_purges_a_deleted_run_and_logs_trigger_admin(client, sqli
         (run_id,) = seed.runs(eid, 1, stage="deleted")
         page = client.get("/admin/cleaner", headers=ADMIN)
         assert page.status_code == 200 and "No gc pass recorded yet." in page.text
-        cleaner = client.get("/admin/api/cleaner", headers=ADMIN).json()
-        assert set(cleaner) == {"older_than", "interval", "passes", "plan", "plan_error"}
+        cleaner = planned(client)
+        assert set(cleaner) == {"older_than", "interval", "passes", "plan", "plan_error", "plan_state",
+                                "plan_refreshed_at", "plan_refreshing"}
         assert cleaner["older_than"] == "30d" and cleaner["plan"]["plan"]["totals"]["runs"] == 1
         token = csrf(client, "/admin/cleaner")
         confirm = post(client, "/admin/cleaner/confirm", {"csrf_token": token})
@@ -199,6 +200,18 @@ def test_run_a_pass_now_purges_a_deleted_run_and_logs_trigger_admin(client, sqli
         assert client.get("/admin/api/cleaner", headers=ADMIN).json()["passes"][0]["trigger"] == "admin"
     finally:
         seed.close()
+
+
+def planned(client: TestClient, seconds: float = 60) -> dict:
+    """/admin/api/cleaner once its background dry run is there."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        data = client.get("/admin/api/cleaner", headers=ADMIN).json()
+        if (data["plan_state"] == "ready" and not data["plan_refreshing"]) or time.monotonic() > deadline:
+            return data
+        time.sleep(0.05)
 
 
 def test_admin_password_is_not_in_any_page(client):

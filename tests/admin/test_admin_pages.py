@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from tests.admin.test_admin_console import planned
 from tests.auth.test_server_auth import ADMIN, ADMIN_PW, READER, READER_PW, WRITER_PW
 from tests.services.test_gc import DAY_MS, NOW, Seed
 from trackops.auth.users import AuthStore
@@ -271,7 +272,7 @@ def test_cleaner_plans_with_the_servers_gc_older_than(sqlite_auth_url, tmp_path,
         (recent,) = seed.runs(eid, 1, stage="deleted", deleted=NOW - 10 * DAY_MS)
         seed.runs(eid, 1, stage="deleted", deleted=NOW - 40 * DAY_MS)
         with console_client(sqlite_auth_url, tmp_path, monkeypatch, gc_older_than="7d", gc_interval="1h") as client:
-            data = client.get("/admin/api/cleaner", headers=ADMIN).json()
+            data = planned(client)
             assert data["older_than"] == "7d" and data["interval"] == "1h"
             assert data["plan"]["plan"]["totals"]["runs"] == 2  # 30 days would take only one
             page = client.get("/admin/cleaner", headers=ADMIN).text

@@ -2,8 +2,9 @@
 
 - ``/admin`` status: version, database (password hidden), schema revision vs head, artifact
   destination, this worker's uptime, request and error counts;
-- ``/admin/cleaner``: recent gc passes, what a pass would purge now, and "Run a pass now"
-  (confirm page, then ``gc(..., trigger="admin")``);
+- ``/admin/cleaner``: recent gc passes, what a pass would purge now (a dry run made in the
+  background, cached for `PLAN_TTL` seconds), and "Run a pass now" (a confirm page with a fresh
+  plan, then one `batched_gc` pass with ``trigger="admin"``);
 - ``/admin/storage``: experiments, runs (active/deleted) and artifact bytes by experiment
   (`gc_usage.usage_on`), computed in a background thread and cached for `STORAGE_TTL` seconds;
 - ``/admin/backups``: the snapshots of the configured repository (``--backup-repo``) with age, size,
@@ -59,6 +60,7 @@ DEFAULT_GC_AGE = "30d"
 DEFAULT_BACKUP_MAX_AGE = "2d"
 STORAGE_TTL = 600.0  # seconds a storage figure is shown before the next view recomputes it
 BACKUPS_TTL = 300.0
+PLAN_TTL = 60.0
 GUARD_ROUTE = Route("GET", "/admin", handler=None, access=Access.ADMIN)
 
 _templates = jinja2.Environment(
@@ -194,6 +196,7 @@ class Console:
         self.backup_max_age = getattr(config, "backup_max_age", None) or DEFAULT_BACKUP_MAX_AGE
         self.storage_cache = Background("storage", self._usage, STORAGE_TTL)
         self.backups_cache = Background("backups", self._backups, BACKUPS_TTL)
+        self.plan_cache = Background("gc plan", self._plan, PLAN_TTL)
 
     # --- access, CSRF, rendering ----------------------------------------------------------------
 
@@ -300,16 +303,24 @@ class Console:
 
         return gc(self.ctx.settings, older_than=self.gc_age, dry_run=True).to_json()
 
-    def cleaner(self) -> dict[str, Any]:
+    def cleaner(self, fresh: bool = False) -> dict[str, Any]:
+        """Recent passes and the plan: made now when `fresh` (the confirmation), else the cached one."""
         from trackops.services.gc_log import recent_passes
 
         passes = recent_passes(self.ctx.engine, 10)
-        try:
-            plan, plan_error = self._plan(), None
-        except TrackopsError as exc:
-            plan, plan_error = None, exc.message
+        if fresh:
+            try:
+                plan, plan_error = self._plan(), None
+            except TrackopsError as exc:
+                plan, plan_error = None, exc.message
+            state, refreshed_at, refreshing = "ready", int(time.time() * 1000), False
+        else:  # a dry run lists the files of every deleted item: no work for each page view
+            cached = self.plan_cache.get()
+            plan, plan_error, state, refreshed_at, refreshing = (
+                cached["value"], cached["error"], cached["state"], cached["refreshed_at"], cached["refreshing"])
         return {"older_than": self.gc_age, "interval": self.gc_interval, "passes": passes, "plan": plan,
-                "plan_error": plan_error}
+                "plan_error": plan_error, "plan_state": state, "plan_refreshed_at": refreshed_at,
+                "plan_refreshing": refreshing}
 
     async def cleaner_page(self, request: Request) -> Response:
         return self._page(request, "cleaner.html", **await run_in_threadpool(self.cleaner))
@@ -319,7 +330,7 @@ class Console:
 
     async def cleaner_confirm(self, request: Request) -> Response:
         await self._form(request)
-        data = await run_in_threadpool(self.cleaner)
+        data = await run_in_threadpool(self.cleaner, True)
         return self._page(request, "cleaner_confirm.html", **data)
 
     async def cleaner_run(self, request: Request) -> Response:
@@ -331,6 +342,7 @@ class Console:
                                                                 trigger="admin"))
         except TrackopsError as exc:
             return self._page(request, "error.html", 409, message=f"The pass did not run: {exc.message}")
+        self.plan_cache.refresh()  # what is left to purge changed
         return self._page(request, "cleaner_result.html", older_than=self.gc_age, report=report.to_json())
 
     # --- storage and backups: computed in the background --------------------------------------
