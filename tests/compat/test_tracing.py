@@ -1,5 +1,5 @@
 """MLflow 3 tracing with the real `mlflow==3.17.2` client against a live `trackops serve`, on SQLite and
-PostgreSQL; and traces written by `mlflow server` read by trackops from the same database (and back).
+PostgreSQL; and traces written by MLflow's own SQL store read by trackops from the same database (and back).
 
 One server per dialect for the module; each test works in its own experiment. Trace export is made
 synchronous (MLFLOW_ENABLE_ASYNC_TRACE_LOGGING=false) so a trace is stored when the call returns.
@@ -8,22 +8,17 @@ synchronous (MLFLOW_ENABLE_ASYNC_TRACE_LOGGING=false) so a trace is stored when 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
-import requests
 
 mlflow = pytest.importorskip("mlflow")
 
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import AssessmentSource, SpanType  # noqa: E402
 
-from tests.compat.server import ServerProcess, free_port  # noqa: E402
+from tests.compat.server import ServerProcess  # noqa: E402
 from tests.conftest import POSTGRES_ADMIN_URL, _check_server, create_server_database, drop_server_database  # noqa: E402
 
 
@@ -49,6 +44,7 @@ def server(request, tmp_path_factory):
         db = create_server_database(POSTGRES_ADMIN_URL)
         drop = db
     proc = ServerProcess(["--backend-store-uri", db, "--artifacts-destination", str(work / "mlartifacts")], work)
+    proc.db = db
     yield proc
     proc.stop()
     if drop:
@@ -181,44 +177,20 @@ def test_delete_traces_by_ids_and_by_age_and_count(client):
         client.get_trace(ids[0])
 
 
-# --- one database, two servers ------------------------------------------------------------------
+# --- one database, read by both --------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def shared_sqlite(tmp_path_factory):
-    """trackops serve and mlflow server 3.17.2 on the same SQLite database (trackops creates it at head)."""
-    work = tmp_path_factory.mktemp("tracing-shared")
-    db = f"sqlite:///{work / 'mlflow.db'}"
-    art = str(work / "mlartifacts")
-    ours = ServerProcess(["--backend-store-uri", db, "--artifacts-destination", art], work)
-    port = free_port()
-    theirs = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", db,
-                               "--artifacts-destination", art, "--host", "127.0.0.1", "--port", str(port),
-                               "--workers", "1"], cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, start_new_session=True)
-    mlflow_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if requests.get(mlflow_url + "/health", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline or theirs.poll() is not None:
-            os.killpg(theirs.pid, signal.SIGKILL)
-            ours.stop()
-            pytest.fail("mlflow server did not start")
-        time.sleep(0.3)
-    yield ours.url, mlflow_url
-    os.killpg(theirs.pid, signal.SIGTERM)
-    try:
-        theirs.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(theirs.pid, signal.SIGKILL)
-    ours.stop()
+def _view(tracking_uri: str, trace_id: str):
+    """What the client sees of a trace through `tracking_uri` (a server, or MLflow's own store on the database)."""
+    trace = MlflowClient(tracking_uri).get_trace(trace_id)
+    spans = sorted((s.name, s.parent_id is None, s.span_type, repr(s.inputs), repr(s.outputs),
+                    s.start_time_ns, s.end_time_ns) for s in trace.data.spans)
+    info = trace.info
+    return (info.state.value, info.request_time, info.execution_duration, info.request_preview,
+            info.response_preview, dict(info.tags), sorted((a.name, repr(a.value)) for a in info.assessments), spans)
 
 
-def _log_through(url: str, experiment: str) -> str:
-    mlflow.set_tracking_uri(url)
+def _log_through(tracking_uri: str, experiment: str) -> str:
+    mlflow.set_tracking_uri(tracking_uri)
     mlflow.tracing.reset()
     mlflow.set_experiment(experiment)
     pipeline("shared", tag="x")
@@ -227,25 +199,15 @@ def _log_through(url: str, experiment: str) -> str:
     return trace_id
 
 
-def _view(url: str, trace_id: str):
-    trace = MlflowClient(url).get_trace(trace_id)
-    spans = sorted((s.name, s.parent_id is None, s.span_type, repr(s.inputs), repr(s.outputs),
-                    s.start_time_ns, s.end_time_ns) for s in trace.data.spans)
-    info = trace.info
-    return (info.state.value, info.request_time, info.execution_duration, info.request_preview,
-            info.response_preview, {k: v for k, v in info.tags.items()},
-            sorted((a.name, repr(a.value)) for a in info.assessments), spans)
-
-
-def test_a_trace_written_by_mlflow_server_reads_the_same_through_trackops_and_back(shared_sqlite):
-    ours, theirs = shared_sqlite
-    by_mlflow = _log_through(theirs, "written-by-mlflow")
-    assert _view(ours, by_mlflow) == _view(theirs, by_mlflow)
-    by_trackops = _log_through(ours, "written-by-trackops")
-    assert _view(theirs, by_trackops) == _view(ours, by_trackops)
-    exp = mlflow.get_experiment_by_name("written-by-trackops").experiment_id
-    assert [t.info.trace_id for t in mlflow.search_traces(locations=[exp], filter_string="tags.team = 'x'",
-                                                          return_type="list")] == [by_trackops]
-    mlflow.set_tracking_uri(theirs)
-    assert [t.info.trace_id for t in mlflow.search_traces(locations=[exp], filter_string="tags.team = 'x'",
-                                                          return_type="list")] == [by_trackops]
+def test_traces_written_by_mlflows_store_and_by_trackops_read_the_same_through_either(server):
+    """MLflow's own SQL store (what `mlflow server` runs, here in process on the server's database)
+    writes a trace that trackops serves as MLflow reads it; and MLflow's store reads what trackops wrote."""
+    by_mlflow = _log_through(server.db, f"by-mlflow-{uuid.uuid4().hex[:6]}")
+    assert _view(server.url, by_mlflow) == _view(server.db, by_mlflow)
+    experiment = f"by-trackops-{uuid.uuid4().hex[:6]}"
+    by_trackops = _log_through(server.url, experiment)
+    assert _view(server.db, by_trackops) == _view(server.url, by_trackops)
+    exp = mlflow.get_experiment_by_name(experiment).experiment_id
+    for uri in (server.url, server.db):
+        found = MlflowClient(uri).search_traces(locations=[exp], filter_string="tags.team = 'x'")
+        assert [t.info.trace_id for t in found] == [by_trackops], uri
