@@ -172,6 +172,15 @@ def test_graphql_get_experiment_and_bulk_metrics_match_mlflow(mlflow_side, track
     assert keys(ours) == keys(theirs)  # which steps a sample holds is the REST handler's business
 
 
+def test_graphql_experiment_without_tags_has_an_empty_tag_list_as_in_mlflow(mlflow_side, trackops_side):
+    # The runs page of such an experiment calls tags.find(): null there crashed the whole page.
+    query = "query { mlflowGetExperiment(input: {experimentId: \"0\"}) { experiment { name tags { key value } } } }"
+    answers = [httpx.post(base + "/graphql", json={"query": query}, timeout=60).json() for base, _ in
+               (trackops_side, mlflow_side)]
+    assert answers[0] == answers[1] == {"data": {"mlflowGetExperiment": {"experiment": {"name": "Default", "tags": []}}},
+                                        "errors": None}
+
+
 def test_graphql_errors_are_api_errors_not_500s(trackops_side):
     entry = _graphql("GetRun")
     missing = send(trackops_side[0], entry, {**trackops_side[1], "run_id": "0" * 32})

@@ -185,7 +185,10 @@ class Resolvers:
     def get_experiment(self, _root, _info, input=None):  # noqa: A002
         from trackops.server.handlers import tracking
 
-        return _camel(self._call(tracking.get_experiment, _snake(input)))
+        found = _camel(self._call(tracking.get_experiment, _snake(input)))
+        if found.get("experiment") is not None:  # [] as MLflow answers; the UI calls tags.find() on it
+            found["experiment"].setdefault("tags", [])
+        return found
 
     def bulk_interval(self, _root, _info, input=None):  # noqa: A002
         from trackops.server.handlers import tracking
