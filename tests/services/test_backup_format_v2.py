@@ -176,6 +176,37 @@ def test_unchanged_second_backup_reuses_every_table_dump_and_pack(store, tmp_pat
         {"alembic_version": all_rows(target)["alembic_version"]}
 
 
+def test_untouched_sqlite_file_reuses_every_dump_without_reading_a_row(store, tmp_path, monkeypatch):
+    from trackops.archive import fingerprint
+
+    url, _artifacts = store
+    monkeypatch.setattr(fingerprint, "SETTLED_SECONDS", 0)  # the fixture copy was just written
+    repo = tmp_path / "repo"
+    backup.backup(_settings(url, tmp_path / "dest"), to=str(repo), artifacts=False)
+    backup.backup(_settings(url, tmp_path / "dest"), to=str(repo), artifacts=False)  # the first may checkpoint
+    r, before = _latest(repo)
+    assert before["source"]["file_state"]
+
+    def no_scan(*_a, **_k):
+        raise AssertionError("an untouched file needs no table fingerprint")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(fingerprint, "sqlite_fingerprint", no_scan)
+        again = backup.backup(_settings(url, tmp_path / "dest"), to=str(repo), artifacts=False)
+    r, manifest = _latest(repo)
+    assert again.objects_new == 0 and all(t["reused"] for t in manifest["tables"])
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:  # a change in place: same size, same row count
+        conn.execute(sa.text("UPDATE experiments SET name = 'renamed' WHERE experiment_id = "
+                             "(SELECT min(experiment_id) FROM experiments)"))
+    engine.dispose()
+    changed = backup.backup(_settings(url, tmp_path / "dest"), to=str(repo), artifacts=False)
+    r, manifest = _latest(repo)
+    assert {t["name"] for t in manifest["tables"] if not t["reused"]} == {"experiments"}
+    assert changed.objects_new == 1
+
+
 def test_postgres_second_backup_reuses_unchanged_tables_and_redumps_an_updated_one(store, postgres_url, tmp_path):
     url, _artifacts = store
     seed = tmp_path / "seed"

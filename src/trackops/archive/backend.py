@@ -54,6 +54,11 @@ class Backend:
         """A fresh path for spooling an object before `put_file` (inside the repository when local)."""
         raise NotImplementedError
 
+    def names(self, prefix: str) -> Iterator[str]:
+        """The last path segment of every key under ``prefix/`` (unordered)."""
+        for key, _size, _modified in self.keys(prefix):
+            yield key.rsplit("/", 1)[-1]
+
     def sync(self) -> None:
         """Make every finished put durable (before a manifest is written)."""
 
@@ -122,6 +127,20 @@ class LocalBackend(Backend):
     def keys(self, prefix: str) -> Iterator[tuple[str, int, float | None]]:
         for entry in self._files.walk(prefix):
             yield entry.path, entry.size or 0, entry.modified
+
+    def names(self, prefix: str) -> Iterator[str]:
+        # objects/<xx>/<id>: two levels of scandir, no stat and no sorting.
+        top = os.path.join(self._root, prefix)
+        try:
+            with os.scandir(top) as groups:
+                folders = [g.path for g in groups if g.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            return
+        for folder in folders:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    if entry.is_file(follow_symlinks=False):
+                        yield entry.name
 
     def temp_file(self) -> Path:
         folder = os.path.join(self._root, "tmp")

@@ -15,15 +15,25 @@ SQLITE_CHUNK = 20_000
 PG_XID_WINDOW = 2 ** 30  # beyond this many transactions since the previous snapshot, dump again
 
 
-def sqlite_fingerprint(conn: sa.Connection, table: str, columns: list[str]) -> str | None:
+def sqlite_tables(conn: sa.Connection) -> dict[str, str]:
+    """name -> CREATE statement of every table (one query, for `sqlite_fingerprint`)."""
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        return {name: sql or "" for name, sql in
+                cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()}
+    finally:
+        cursor.close()
+
+
+def sqlite_fingerprint(conn: sa.Connection, table: str, columns: list[str],
+                       definitions: dict[str, str] | None = None) -> str | None:
     """``sqlite-rows:<hex>`` for a rowid table; None for a table without rowid (always dumped)."""
     quote = conn.dialect.identifier_preparer.quote
-    sql_row = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
-                                   (table,)).first()
-    if sql_row is None or "WITHOUT ROWID" in (sql_row[0] or "").upper():
+    create = (definitions if definitions is not None else sqlite_tables(conn)).get(table)
+    if create is None or "WITHOUT ROWID" in create.upper():
         return None
     hasher = blake3.blake3()
-    hasher.update((sql_row[0] or "").encode() + b"\n" + ",".join(columns).encode() + b"\n")
+    hasher.update(create.encode() + b"\n" + ",".join(columns).encode() + b"\n")
     if columns:
         rendered = " || ',' || ".join(f"quote({quote(c)})" for c in columns)
     else:
@@ -119,3 +129,32 @@ def schema_fingerprint(conn: sa.Connection) -> str | None:
     for row in rows:
         hasher.update("\x1f".join(str(v) for v in row).encode("utf-8", "surrogatepass") + b"\x1e")
     return f"{kind}:{hasher.hexdigest()}"
+
+
+SETTLED_SECONDS = 2.0
+
+
+def sqlite_file_state(path) -> list | None:
+    """[inode, size, mtime_ns, ctime_ns] of a SQLite file and of its WAL ([] when absent), or None when
+    the files were written less than `SETTLED_SECONDS` ago.
+
+    Taken before the snapshot starts: equal states in two backups mean no write reached either file in
+    between (every write changes a file's mtime and ctime; ctime cannot be set back), so every table is
+    as the previous snapshot dumped it. A file written moments before is not trusted, because a later
+    write within the same clock tick could leave its mtime unchanged.
+    """
+    import os
+    import time
+
+    state = []
+    now = time.time_ns()
+    for name in (str(path), f"{path}-wal"):
+        try:
+            st = os.stat(name)
+        except FileNotFoundError:
+            state.append([])
+            continue
+        if now - max(st.st_mtime_ns, st.st_ctime_ns) < SETTLED_SECONDS * 1e9:
+            return None
+        state.append([st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
+    return state

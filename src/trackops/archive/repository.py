@@ -129,7 +129,7 @@ class Repository:
     def known_objects(self) -> set[str]:
         """Ids of every stored object (listed once, then kept up to date by this process's writes)."""
         if self._known is None:
-            self._known = {key.rsplit("/", 1)[-1] for key, _size, _m in self.backend.keys(OBJECTS)}
+            self._known = set(self.backend.names(OBJECTS))
         return self._known
 
     def object_sizes(self) -> Iterator[tuple[str, int]]:

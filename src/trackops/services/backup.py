@@ -168,7 +168,11 @@ def backup(settings: Settings, *, to: str | None = None, encrypt: bool = False, 
         database = hide_password(url)
         last = _previous_manifest(repo, database)
         previous = None if rehash else last
+        db_file = sqlite_path(url) if url.get_backend_name() == "sqlite" else None
+        file_state = fingerprint.sqlite_file_state(db_file) if db_file is not None else None
         with snapshot_connection(url) as conn:
+            if file_state is not None and fingerprint.sqlite_file_state(db_file) != file_state:
+                file_state = None  # written while the snapshot started: no shortcut next time
             report = BackupReport(snapshot_id, repo.uri, database, url.get_backend_name(),
                                   revisions.current_revision(conn) if _has_version_table(conn) else None)
             server = server_version(conn)
@@ -177,9 +181,14 @@ def backup(settings: Settings, *, to: str | None = None, encrypt: bool = False, 
                                       "artifacts_destination": _destination_text(settings.artifacts_destination)}
             if report.dialect == "postgresql":
                 source["xmin"] = fingerprint.pg_snapshot_xmin(conn)
-            source["schema"] = fingerprint.schema_fingerprint(conn)
+            if file_state is not None:
+                source["file_state"] = file_state
+            untouched = (previous is not None and file_state is not None
+                         and previous["source"].get("file_state") == file_state)
+            source["schema"] = (previous["source"].get("schema") if untouched
+                                else fingerprint.schema_fingerprint(conn))
             reflected = _tables_as_before(previous, source["schema"]) or backed_up_tables(conn)
-            tables = _dump_tables(conn, repo, reflected, report, emit, previous)
+            tables = _dump_tables(conn, repo, reflected, report, emit, previous, untouched)
             uris = referenced_uris(conn, {t.name: t for t in reflected}) if artifacts else []
         report.database_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
@@ -296,10 +305,15 @@ def backed_up_tables(conn: sa.Connection) -> list[sa.Table]:
 
 
 def _dump_tables(conn: sa.Connection, repo: Repository, tables: list[sa.Table], report: BackupReport,
-                 emit: Progress, previous: dict[str, Any] | None) -> list[dict]:
+                 emit: Progress, previous: dict[str, Any] | None, untouched: bool = False) -> list[dict]:
+    """Dump each table, or reuse the previous snapshot's dump of a table shown unchanged (section 6a).
+
+    `untouched`: the SQLite file has not been written since the previous snapshot (same inode, size,
+    mtime and ctime of the file and its WAL), so no table needs a fingerprint either."""
     emit(ProgressEvent("tables", "start", total=len(tables)))
     before = {t["name"]: t for t in previous["tables"]} if previous else {}
     known = repo.known_objects() if before else set()
+    definitions = fingerprint.sqlite_tables(conn) if conn.dialect.name == "sqlite" and not untouched else None
     out = []
     for table in tables:
         columns = [[c.name, dump.column_kind(c.type)] for c in dump.dumpable_columns(table)]
@@ -307,7 +321,10 @@ def _dump_tables(conn: sa.Connection, repo: Repository, tables: list[sa.Table], 
         if entry is not None and (entry.get("columns") != columns or "key" not in entry
                                   or entry["object"] not in known):
             entry = None
-        mark = _fingerprint(conn, table.name, [c for c, _k in columns], entry, previous)
+        if untouched and entry is not None:
+            mark: tuple[str | None, bool] | None = (entry.get("fingerprint"), True)
+        else:
+            mark = _fingerprint(conn, table.name, [c for c, _k in columns], entry, previous, definitions)
         if entry is not None and mark is not None and mark[1]:
             reused = {k: entry[k] for k in ("name", "rows", "object", "object_size", "size", "digest", "columns",
                                             "key")}
@@ -329,6 +346,12 @@ def _dump_tables(conn: sa.Connection, repo: Repository, tables: list[sa.Table], 
     return out
 
 
+def types_namespace(**kw):
+    import types
+
+    return types.SimpleNamespace(**kw)
+
+
 _KIND_TYPES: dict[str, sa.types.TypeEngine] = {
     "int": sa.Integer(), "float": sa.Float(), "bool": sa.Boolean(), "str": sa.String(), "decimal": sa.Numeric(),
     "datetime": sa.DateTime(), "date": sa.Date(), "time": sa.Time(), "bytes": sa.LargeBinary(), "json": sa.JSON(),
@@ -346,23 +369,36 @@ def _tables_as_before(previous: dict[str, Any] | None, schema: str | None) -> li
     entries = previous["tables"]
     if not all("key" in t for t in entries):
         return None
-    metadata = sa.MetaData()
-    out = []
-    for entry in entries:
-        table = sa.Table(entry["name"], metadata,
-                         *[sa.Column(name, _KIND_TYPES[kind]) for name, kind in entry["columns"]])
-        if entry["key"]:
-            table.append_constraint(sa.PrimaryKeyConstraint(*entry["key"]))
-        out.append(table)
-    return out
+    return [_KnownTable(entry["name"], [_KnownColumn(name, _KIND_TYPES[kind]) for name, kind in entry["columns"]],
+                        entry["key"]) for entry in entries]
+
+
+@dataclasses.dataclass(frozen=True)
+class _KnownColumn:
+    name: str
+    type: sa.types.TypeEngine
+    computed: None = None
+
+
+class _KnownTable:
+    """What `dump.dump_table` and `referenced_uris` read of a table (name, columns, primary key), without
+    building SQLAlchemy schema objects: constructing those costs more than an unchanged backup."""
+
+    def __init__(self, name: str, columns: list[_KnownColumn], key: list[str]):
+        self.name = name
+        self.columns = columns
+        self.c = {c.name: c for c in columns}
+        by_name = self.c
+        self.primary_key = types_namespace(columns=[by_name[k] for k in key])
 
 
 def _fingerprint(conn: sa.Connection, name: str, columns: list[str], entry: dict[str, Any] | None,
-                 previous: dict[str, Any] | None) -> tuple[str | None, bool] | None:
+                 previous: dict[str, Any] | None, definitions: dict[str, str] | None
+                 ) -> tuple[str | None, bool] | None:
     """(fingerprint to record, unchanged since `entry`) for a table; None where the dialect has no test."""
     dialect = conn.dialect.name
     if dialect == "sqlite":
-        mark = fingerprint.sqlite_fingerprint(conn, name, columns)
+        mark = fingerprint.sqlite_fingerprint(conn, name, columns, definitions)
         return mark, mark is not None and entry is not None and entry.get("fingerprint") == mark
     if dialect == "postgresql":
         if entry is None or previous is None:
@@ -385,7 +421,12 @@ def referenced_uris(conn: sa.Connection, tables: dict[str, sa.Table]) -> list[st
         if where is not None:
             value = where[1].replace("'", "''")
             sql += f" AND {quote(where[0])} = '{value}'"
-        found.update(row[0] for row in conn.exec_driver_sql(sql) if row[0])
+        cursor = conn.connection.dbapi_connection.cursor()  # no result processing for a few strings
+        try:
+            cursor.execute(sql)
+            found.update(row[0] for row in cursor.fetchall() if row[0])
+        finally:
+            cursor.close()
     return sorted(found)
 
 
