@@ -183,7 +183,7 @@ def search_traces(store, experiment_ids: Sequence[Any], *, filter_string: str | 
     offset = decode_page_token(page_token)
     stmt = search_query(experiment_ids, filter_string, order_by, offset, max_results)
     with store._read() as conn:
-        infos = build_infos(conn, list(conn.execute(stmt)))
+        infos = build_infos(conn, conn.execute(stmt).fetchall())
     token = encode_page_token(offset + max_results) if len(infos) == max_results else None
     return infos, token
 

@@ -702,13 +702,16 @@ def build_infos(conn: sa.Connection, rows: list[Any]) -> list[dict[str, Any]]:
     assessments: dict[str, list] = defaultdict(list)
     tt, tm, a = s.trace_tags, s.trace_request_metadata, s.assessments
     for batch in chunks(ids, BATCH):
-        for r in conn.execute(sa.select(tt.c.request_id, tt.c.key, tt.c.value).where(tt.c.request_id.in_(batch))):
-            if r.key != TRACE_NAME:
-                tags[r.request_id][r.key] = r.value
-        for r in conn.execute(sa.select(tm.c.request_id, tm.c.key, tm.c.value).where(tm.c.request_id.in_(batch))):
-            if r.key not in PROMOTED:
-                meta[r.request_id][r.key] = r.value
-        for r in conn.execute(sa.select(a).where(a.c.trace_id.in_(batch))):
+        # fetchall and plain tuples: a page of 500 traces has thousands of tag and metadata rows
+        for request_id, key, value in conn.execute(
+                sa.select(tt.c.request_id, tt.c.key, tt.c.value).where(tt.c.request_id.in_(batch))).fetchall():
+            if key != TRACE_NAME:
+                tags[request_id][key] = value
+        for request_id, key, value in conn.execute(
+                sa.select(tm.c.request_id, tm.c.key, tm.c.value).where(tm.c.request_id.in_(batch))).fetchall():
+            if key not in PROMOTED:
+                meta[request_id][key] = value
+        for r in conn.execute(sa.select(a).where(a.c.trace_id.in_(batch))).fetchall():
             assessments[r.trace_id].append(assessment_of(r))
     out = []
     for r in rows:
@@ -718,11 +721,13 @@ def build_infos(conn: sa.Connection, rows: list[Any]) -> list[dict[str, Any]]:
         m = meta[r.request_id]
         if r.session_id is not None:
             m[SESSION] = r.session_id
-        usage = {k: _token_count(getattr(r, c)) for k, c in TOKEN_COLUMNS.items() if getattr(r, c) is not None}
-        if usage:
+        if r.input_tokens is not None or r.output_tokens is not None or r.total_tokens is not None or \
+                r.cache_read_input_tokens is not None or r.cache_creation_input_tokens is not None or \
+                r.cache_creation_input_tokens_above_1hr is not None:
+            usage = {k: _token_count(getattr(r, c)) for k, c in TOKEN_COLUMNS.items() if getattr(r, c) is not None}
             m[TOKEN_USAGE] = json.dumps(usage)
-        cost = {k: getattr(r, c) for k, c in COST_COLUMNS.items() if getattr(r, c) is not None}
-        if cost:
+        if r.input_cost is not None or r.output_cost is not None or r.total_cost is not None:
+            cost = {k: getattr(r, c) for k, c in COST_COLUMNS.items() if getattr(r, c) is not None}
             m[COST] = json.dumps(cost)
         out.append({
             "trace_id": r.request_id, "experiment_id": str(r.experiment_id), "request_time": r.timestamp_ms,
