@@ -7,6 +7,7 @@ the preflight (`services.serve.preflight`), so a worker only opens its engine an
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import threading
@@ -61,6 +62,8 @@ def build_context(config: ServeConfig) -> ServerContext:
     ctx.ui, ctx.static_prefix = bundle_of(config), config.static_prefix
     if url.get_backend_name() == "sqlite":
         ctx.write_lock = threading.Lock()
+        ctx.inline_handlers = True
+        ctx.inline_writes = config.workers <= 1
     if config.auth or config.artifacts_credentials_secret:
         from trackops.server.auth import configure
 
@@ -119,4 +122,7 @@ def app_from_env():
         from trackops.server.access_log import AccessLogMiddleware
 
         app = AccessLogMiddleware(app)
+    # What start-up built lives as long as the worker: kept out of the collector's generations, a
+    # full collection (which a 1000-run search page's objects trigger) no longer walks all of it.
+    gc.freeze()
     return app

@@ -65,13 +65,19 @@ def metric(m: Metric, *, with_run_id: bool = False) -> dict[str, Any]:
 
 
 def run_info(i: RunInfo) -> dict[str, Any]:
+    # Written out rather than through _put: a search page serialises a thousand of these.
     out: dict[str, Any] = {"run_uuid": i.run_id, "experiment_id": str(i.experiment_id)}
-    _put(out, "run_name", i.run_name)
+    if i.run_name is not None:
+        out["run_name"] = i.run_name
     out["user_id"] = i.user_id or ""
-    out["status"] = i.status.value if hasattr(i.status, "value") else i.status
-    _put(out, "start_time", i.start_time)
-    _put(out, "end_time", i.end_time)
-    _put(out, "artifact_uri", i.artifact_uri)
+    status = i.status
+    out["status"] = status.value if hasattr(status, "value") else status
+    if i.start_time is not None:
+        out["start_time"] = i.start_time
+    if i.end_time is not None:
+        out["end_time"] = i.end_time
+    if i.artifact_uri is not None:
+        out["artifact_uri"] = i.artifact_uri
     out["lifecycle_stage"] = i.lifecycle_stage
     out["run_id"] = i.run_id
     return out
@@ -91,19 +97,25 @@ def dataset_input(d: DatasetInput) -> dict[str, Any]:
 
 def run(r: Run, *, with_outputs: bool = True) -> dict[str, Any]:
     """A run; `with_outputs=False` for runs/create, whose response MLflow writes without "outputs"."""
+    d = r.data
     data: dict[str, Any] = {}
-    _put_list(data, "metrics", [metric(m) for m in r.data.metrics])
-    _put_list(data, "params", key_values(r.data.params))
-    _put_list(data, "tags", key_values(r.data.tags))
+    if d.metrics:
+        data["metrics"] = [metric(m) if m.dataset_name or m.dataset_digest or m.model_id else
+                           {"key": m.key, "value": json_number(m.value), "timestamp": m.timestamp,
+                            "step": m.step or 0} for m in d.metrics]
+    if d.params:
+        data["params"] = key_values(d.params)
+    if d.tags:
+        data["tags"] = key_values(d.tags)
     inputs: dict[str, Any] = {}
-    _put_list(inputs, "dataset_inputs", [dataset_input(d) for d in r.inputs.dataset_inputs])
-    _put_list(inputs, "model_inputs", [{"model_id": m.model_id} for m in r.inputs.model_inputs])
-    outputs: dict[str, Any] = {}
-    _put_list(outputs, "model_outputs", [{"model_id": m.model_id, "step": m.step}
-                                         for m in r.outputs.model_outputs])
+    if r.inputs.dataset_inputs:
+        inputs["dataset_inputs"] = [dataset_input(x) for x in r.inputs.dataset_inputs]
+    if r.inputs.model_inputs:
+        inputs["model_inputs"] = [{"model_id": m.model_id} for m in r.inputs.model_inputs]
     out = {"info": run_info(r.info), "data": data, "inputs": inputs}
     if with_outputs:
-        out["outputs"] = outputs
+        out["outputs"] = ({"model_outputs": [{"model_id": m.model_id, "step": m.step} for m in r.outputs.model_outputs]}
+                          if r.outputs.model_outputs else {})
     return out
 
 
