@@ -177,6 +177,24 @@ def test_delete_traces_by_ids_and_by_age_and_count(client):
         client.get_trace(ids[0])
 
 
+def test_async_export_as_the_client_does_by_default_stores_every_trace_with_all_its_spans(client, monkeypatch):
+    """The client's default export runs the span and TraceInfo requests on worker threads, in either
+    order or at once: every trace must still end up complete (no duplicate-key error, no lost spans)."""
+    monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "true")
+    mlflow.tracing.reset()
+    try:
+        for i in range(12):
+            pipeline(f"async {i}")
+        mlflow.flush_trace_async_logging()
+    finally:
+        monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
+        mlflow.tracing.reset()
+    traces = mlflow.search_traces(locations=[_experiment_id()], return_type="list")
+    assert len(traces) == 12
+    assert all(sorted(s.name for s in t.data.spans) == ["answer", "pipeline", "retrieve"] for t in traces)
+    assert all(t.info.state.value == "OK" and t.info.tags["mlflow.traceName"] == "pipeline" for t in traces)
+
+
 # --- one database, read by both --------------------------------------------------------------
 
 def _view(tracking_uri: str, trace_id: str):

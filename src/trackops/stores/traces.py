@@ -41,7 +41,7 @@ from trackops.db import schema as s
 from trackops.errors import InvalidParameterValue, InvalidState, ResourceDoesNotExist
 from trackops.stores.otlp import STATUS_NAMES, OtlpSpan
 from trackops.stores.rows import chunks
-from trackops.stores.sql import TransactionScopes, upsert
+from trackops.stores.sql import TransactionScopes, insert_ignoring_duplicates, upsert
 from trackops.stores.uris import append_to_uri_path
 
 TRACE_NAME = "mlflow.traceName"
@@ -312,16 +312,16 @@ class TraceStore(TransactionScopes):
             for key in ("request_preview", "response_preview"):
                 if info.get(key) is not None:
                     values[key] = info[key]
+            # The client's span export may be storing this trace at the same moment (its async export
+            # runs both requests on worker threads): insert-or-skip, then overwrite, never a duplicate-key error.
             exists = conn.execute(sa.select(ti.c.request_id).where(ti.c.request_id == trace_id)).first()
             if exists is None:
-                conn.execute(ti.insert().values(request_id=trace_id, db_payload_generation=0,
-                                                **{"trace_name": None, **values}))
-            else:
-                conn.execute(ti.update().where(ti.c.request_id == trace_id).values(**values))
-                conn.execute(s.spans.update().where(s.spans.c.trace_id == trace_id)
-                             .values(experiment_id=exp.experiment_id))
-                conn.execute(s.assessments.update().where(s.assessments.c.trace_id == trace_id)
-                             .values(experiment_id=exp.experiment_id, trace_timestamp_ms=info["request_time"]))
+                insert_ignoring_duplicates(conn, ti, [_trace_row(trace_id, values)])
+            conn.execute(ti.update().where(ti.c.request_id == trace_id).values(**values))
+            conn.execute(s.spans.update().where(s.spans.c.trace_id == trace_id, s.spans.c.experiment_id != exp.experiment_id)
+                         .values(experiment_id=exp.experiment_id))
+            conn.execute(s.assessments.update().where(s.assessments.c.trace_id == trace_id)
+                         .values(experiment_id=exp.experiment_id, trace_timestamp_ms=info["request_time"]))
             tags[ARTIFACT_LOCATION] = append_to_uri_path(exp.artifact_location, "traces", trace_id, "artifacts")
             upsert(conn, s.trace_tags, [{"key": k, "value": v, "request_id": trace_id} for k, v in tags.items()],
                    ["value"])
@@ -351,13 +351,16 @@ class TraceStore(TransactionScopes):
                 exp = exp or self._experiment(conn, experiment_id)
                 start = min(sp.start_time_unix_nano for sp in group) // 1_000_000
                 ends = [sp.end_time_unix_nano for sp in group if sp.end_time_unix_nano]
-                conn.execute(ti.insert().values(
-                    request_id=trace_id, experiment_id=exp.experiment_id, timestamp_ms=start,
-                    execution_time_ms=(max(ends) // 1_000_000 - start) if ends else None,
-                    status=_root_status(group) or "IN_PROGRESS", client_request_id=None, db_payload_generation=0))
+                insert_ignoring_duplicates(conn, ti, [_trace_row(trace_id, {
+                    "experiment_id": exp.experiment_id, "timestamp_ms": start,
+                    "execution_time_ms": (max(ends) // 1_000_000 - start) if ends else None,
+                    "status": _root_status(group) or "IN_PROGRESS"})])
                 upsert(conn, s.trace_tags, [{"key": ARTIFACT_LOCATION, "request_id": trace_id, "value": append_to_uri_path(
                     exp.artifact_location, "traces", trace_id, "artifacts")}], ["value"])
-            rows_now = {r.request_id: r for r in conn.execute(sa.select(ti).where(ti.c.request_id.in_(list(by_trace))))}
+            # Lock the traces' rows before their spans, in id order: start_trace takes them in the same
+            # order (trace_info, then spans), so concurrent writers of one trace wait instead of deadlocking.
+            rows_now = {r.request_id: r for r in conn.execute(
+                sa.select(ti).where(ti.c.request_id.in_(sorted(by_trace))).order_by(ti.c.request_id).with_for_update())}
             span_rows = [span_row(sp, rows_now[tid].experiment_id) for tid, group in by_trace.items() for sp in group]
             upsert(conn, s.spans, span_rows, [c for c in span_rows[0] if c not in ("trace_id", "span_id")])
             finalized = {r.request_id for r in conn.execute(
@@ -670,9 +673,14 @@ def _trace_span_rows(conn: sa.Connection, trace_id: str) -> list[dict[str, Any]]
 
 
 def insert_missing(conn: sa.Connection, table: sa.Table, row: dict[str, Any]) -> None:
-    from trackops.stores.sql import insert_ignoring_duplicates
-
     insert_ignoring_duplicates(conn, table, [row])
+
+
+def _trace_row(trace_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A full ``trace_info`` row (every column, as the bulk insert wants), `values` over NULLs."""
+    row = {c.name: None for c in s.trace_info.columns if c.computed is None}
+    row.update(request_id=trace_id, db_payload_generation=0, **values)
+    return row
 
 
 def delete_trace_rows(conn: sa.Connection, trace_ids: list[str]) -> None:
