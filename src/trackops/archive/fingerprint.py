@@ -154,6 +154,9 @@ def sqlite_file_state(path) -> list | None:
         except FileNotFoundError:
             state.append([])
             continue
+        if name.endswith("-wal") and st.st_size == 0:
+            state.append([])  # an empty WAL holds nothing (opening the database creates one)
+            continue
         if now - max(st.st_mtime_ns, st.st_ctime_ns) < SETTLED_SECONDS * 1e9:
             return None
         state.append([st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns])
