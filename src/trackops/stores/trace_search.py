@@ -149,7 +149,11 @@ def _order(order_by: Sequence[str] | None) -> list[sa.ColumnElement]:
             table = tt if key.kind == "tag" else tm
             col = sa.select(table.c.value).where(table.c.request_id == ti.c.request_id, table.c.key == key.key
                                                  ).scalar_subquery()
-        clauses += [sa.case((col.is_(None), 1), else_=0), col.asc() if key.ascending else col.desc()]
+        # Missing values last, as MLflow sorts them; a NOT NULL column needs no such clause (and can
+        # then be read in index order: the newest page of a big experiment without a sort).
+        if getattr(col, "nullable", True):
+            clauses.append(sa.case((col.is_(None), 1), else_=0))
+        clauses.append(col.asc() if key.ascending else col.desc())
     if "timestamp_ms" not in named:
         clauses.append(ti.c.timestamp_ms.desc())
     if "request_id" not in named:
