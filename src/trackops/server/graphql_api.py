@@ -131,14 +131,34 @@ def _fix_metrics(metrics: list[dict]) -> list[dict]:
     return [{**m, "value": _float(m.get("value"))} for m in metrics]
 
 
+def _route_of(handler):
+    """The REST route a handler serves (its access and resource are what the guard checks)."""
+    return next(r for r in handler.__globals__["ROUTES"] if r.handler is handler)
+
+
 class Resolvers:
     """One object per request: the context, and the REST handlers each field answers with."""
 
     def __init__(self, ctx):
         self.ctx = ctx
 
+    def _authorize(self, handler, params: Params) -> None:
+        """With --auth, each field is checked as the REST route of its handler would be: a user
+        without READ on a run's experiment gets ``apiError {code: PERMISSION_DENIED}``, not the run."""
+        if self.ctx.auth is None:
+            return
+        from trackops.server.auth import current_user
+
+        user = current_user.get()
+        if user is None or user.is_admin:
+            return
+        route = _route_of(handler)
+        self.ctx.auth.guard.authorize(user, route.access.name, route.resource.name, params, {},
+                                      endpoint=f"{route.method} {route.path}")
+
     def _call(self, handler, params: dict[str, Any], result_key: str | None = None):
         try:
+            self._authorize(handler, Params(params))
             return handler(self.ctx, Params(params), {})
         except StoreError as exc:
             return {"apiError": {"code": exc.error_code, "message": exc.message}}
