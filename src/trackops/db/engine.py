@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def create_engine(uri: str | URL, *, must_exist: bool = False, wal: bool = True,
         if wal:
             sa.event.listen(engine, "connect", _sqlite_on_connect)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    pre_ping = kwargs.pop("pool_pre_ping", None)  # None: ping only connections that sat idle
     if backend == "mysql":
         kwargs.setdefault("pool_recycle", 3600)
     connect_args = kwargs.setdefault("connect_args", {})
@@ -115,7 +116,40 @@ def create_engine(uri: str | URL, *, must_exist: bool = False, wal: bool = True,
         connect_args.setdefault("connect_timeout", 10)
     elif backend == "mysql":
         connect_args.setdefault("connect_timeout", 10)
-    return sa.create_engine(url, **kwargs)
+    engine = sa.create_engine(url, **kwargs, pool_pre_ping=bool(pre_ping))
+    if pre_ping is None:
+        _ping_when_idle(engine)
+    return engine
+
+
+POOL_PING_IDLE_SECONDS = 10
+
+
+def _ping_when_idle(engine: Engine, idle: float = POOL_PING_IDLE_SECONDS) -> None:
+    """Check a pooled connection before use only if it sat idle for `idle` seconds.
+
+    SQLAlchemy's pool_pre_ping sends a ping on every checkout: one more round trip per request,
+    for a connection that answered a moment ago. A connection idle long enough for the server, a
+    proxy or a failover to have dropped it is pinged (and replaced if dead) as pre_ping would; one
+    that broke within the last seconds fails its request once and is then discarded by the pool.
+    """
+    @sa.event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn, record) -> None:
+        record.info["trackops_idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn, record, _proxy) -> None:
+        since = record.info.get("trackops_idle_since")
+        if since is None or time.monotonic() - since < idle:
+            return
+        try:
+            cursor = dbapi_conn.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+        except Exception:  # noqa: BLE001 - any failure means the connection is gone
+            raise sa.exc.DisconnectionError() from None
 
 
 def _sqlite_on_connect(dbapi_conn, _record) -> None:
