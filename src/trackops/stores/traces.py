@@ -317,11 +317,14 @@ class TraceStore(TransactionScopes):
             exists = conn.execute(sa.select(ti.c.request_id).where(ti.c.request_id == trace_id)).first()
             if exists is None:
                 insert_ignoring_duplicates(conn, ti, [_trace_row(trace_id, values)])
+            # (a span export that raced the insert waits on this row, and then sees these values)
             conn.execute(ti.update().where(ti.c.request_id == trace_id).values(**values))
-            conn.execute(s.spans.update().where(s.spans.c.trace_id == trace_id, s.spans.c.experiment_id != exp.experiment_id)
-                         .values(experiment_id=exp.experiment_id))
-            conn.execute(s.assessments.update().where(s.assessments.c.trace_id == trace_id)
-                         .values(experiment_id=exp.experiment_id, trace_timestamp_ms=info["request_time"]))
+            if exists is not None:
+                conn.execute(s.spans.update().where(s.spans.c.trace_id == trace_id,
+                                                    s.spans.c.experiment_id != exp.experiment_id)
+                             .values(experiment_id=exp.experiment_id))
+                conn.execute(s.assessments.update().where(s.assessments.c.trace_id == trace_id)
+                             .values(experiment_id=exp.experiment_id, trace_timestamp_ms=info["request_time"]))
             tags[ARTIFACT_LOCATION] = append_to_uri_path(exp.artifact_location, "traces", trace_id, "artifacts")
             upsert(conn, s.trace_tags, [{"key": k, "value": v, "request_id": trace_id} for k, v in tags.items()],
                    ["value"])
@@ -343,24 +346,26 @@ class TraceStore(TransactionScopes):
             by_trace["tr-" + span.trace_id.hex()].append(span)
         ti = s.trace_info
         with self._write() as conn:
-            existing = {r.request_id: r for r in conn.execute(sa.select(ti).where(ti.c.request_id.in_(list(by_trace))))}
-            exp = None
-            for trace_id, group in by_trace.items():
-                if trace_id in existing:
-                    continue
-                exp = exp or self._experiment(conn, experiment_id)
-                start = min(sp.start_time_unix_nano for sp in group) // 1_000_000
-                ends = [sp.end_time_unix_nano for sp in group if sp.end_time_unix_nano]
-                insert_ignoring_duplicates(conn, ti, [_trace_row(trace_id, {
-                    "experiment_id": exp.experiment_id, "timestamp_ms": start,
-                    "execution_time_ms": (max(ends) // 1_000_000 - start) if ends else None,
-                    "status": _root_status(group) or "IN_PROGRESS"})])
-                upsert(conn, s.trace_tags, [{"key": ARTIFACT_LOCATION, "request_id": trace_id, "value": append_to_uri_path(
-                    exp.artifact_location, "traces", trace_id, "artifacts")}], ["value"])
             # Lock the traces' rows before their spans, in id order: start_trace takes them in the same
             # order (trace_info, then spans), so concurrent writers of one trace wait instead of deadlocking.
-            rows_now = {r.request_id: r for r in conn.execute(
-                sa.select(ti).where(ti.c.request_id.in_(sorted(by_trace))).order_by(ti.c.request_id).with_for_update())}
+            ids = sorted(by_trace)
+            locked = sa.select(ti).where(ti.c.request_id.in_(ids)).order_by(ti.c.request_id).with_for_update()
+            rows_now = {r.request_id: r for r in conn.execute(locked).fetchall()}
+            missing = [tid for tid in ids if tid not in rows_now]
+            if missing:
+                exp = self._experiment(conn, experiment_id)
+                for trace_id in missing:
+                    group = by_trace[trace_id]
+                    start = min(sp.start_time_unix_nano for sp in group) // 1_000_000
+                    ends = [sp.end_time_unix_nano for sp in group if sp.end_time_unix_nano]
+                    insert_ignoring_duplicates(conn, ti, [_trace_row(trace_id, {
+                        "experiment_id": exp.experiment_id, "timestamp_ms": start,
+                        "execution_time_ms": (max(ends) // 1_000_000 - start) if ends else None,
+                        "status": _root_status(group) or "IN_PROGRESS"})])
+                upsert(conn, s.trace_tags, [{"key": ARTIFACT_LOCATION, "request_id": tid, "value": append_to_uri_path(
+                    exp.artifact_location, "traces", tid, "artifacts")} for tid in missing], ["value"])
+                rows_now.update((r.request_id, r) for r in conn.execute(
+                    sa.select(ti).where(ti.c.request_id.in_(missing)).order_by(ti.c.request_id).with_for_update()))
             span_rows = [span_row(sp, rows_now[tid].experiment_id) for tid, group in by_trace.items() for sp in group]
             upsert(conn, s.spans, span_rows, [c for c in span_rows[0] if c not in ("trace_id", "span_id")])
             finalized = {r.request_id for r in conn.execute(
@@ -369,16 +374,12 @@ class TraceStore(TransactionScopes):
                     s.trace_request_metadata.c.key == INFO_FINALIZED))}
             completed = []
             for trace_id, group in sorted(by_trace.items()):
-                self._update_from_spans(conn, rows_now[trace_id], group, trace_id in finalized,
-                                        [r for r in span_rows if r["trace_id"] == trace_id])
+                self._update_from_spans(conn, rows_now[trace_id], group, trace_id in finalized)
                 if any(sp.parent_span_id is None for sp in group):
                     completed.append(trace_id)
-            conn.execute(ti.update().where(ti.c.request_id.in_(list(by_trace)))
-                         .values(db_payload_generation=ti.c.db_payload_generation + 1))
             return completed
 
-    def _update_from_spans(self, conn: sa.Connection, row: Any, group: list[OtlpSpan], finalized: bool,
-                           batch_rows: list[dict[str, Any]]) -> None:
+    def _update_from_spans(self, conn: sa.Connection, row: Any, group: list[OtlpSpan], finalized: bool) -> None:
         ti = s.trace_info
         trace_id = row.request_id
         values: dict[str, Any] = {}
@@ -403,38 +404,46 @@ class TraceStore(TransactionScopes):
             if not key.startswith(("telemetry.sdk.", "mlflow.")):
                 tags[key] = value if isinstance(value, str) else json.dumps(_json_safe(value))
         session_id = user_id = None
-        for sp, srow in zip(group, batch_rows):
-            attrs = json.loads(srow["content"])["attributes"]
+        for sp in group:  # the decoded OTLP values: no need to parse the stored JSON again
+            attrs = sp.attributes
             if session_id is None:
-                session_id = _loads(attrs.get("session.id") or attrs.get("gen_ai.conversation.id"))
+                session_id = attrs.get("session.id") or attrs.get("gen_ai.conversation.id")
             if user_id is None:
-                user_id = _loads(attrs.get("user.id"))
+                user_id = attrs.get("user.id")
             if sp.parent_span_id is None:
-                if row.request_preview is None and attrs.get("mlflow.spanInputs"):
-                    values["request_preview"] = preview(attrs["mlflow.spanInputs"])
-                if row.response_preview is None and attrs.get("mlflow.spanOutputs"):
-                    values["response_preview"] = preview(attrs["mlflow.spanOutputs"])
+                if row.request_preview is None and attrs.get("mlflow.spanInputs") is not None:
+                    values["request_preview"] = preview(stored_attribute(attrs["mlflow.spanInputs"]))
+                if row.response_preview is None and attrs.get("mlflow.spanOutputs") is not None:
+                    values["response_preview"] = preview(stored_attribute(attrs["mlflow.spanOutputs"]))
                 for key, value in attrs.items():
                     if key.startswith(TRACE_TAG_PREFIX):
-                        tag_value = str(_loads(value))
+                        tag_value = str(_loads(stored_attribute(value)))
                         if key[len(TRACE_TAG_PREFIX):] == TRACE_NAME:
                             values["trace_name"] = tag_value
                         else:
                             tags[key[len(TRACE_TAG_PREFIX):]] = tag_value
         if session_id is not None and row.session_id is None:
-            values["session_id"] = str(session_id)[:250]
-        if all(getattr(row, c) is None for c in TOKEN_COLUMNS.values()) or not finalized:
+            values["session_id"] = str(_loads(stored_attribute(session_id)))[:250]
+        if user_id is not None:
+            user_id = _loads(stored_attribute(user_id))
+        # Token usage and cost: recomputed over the trace's whole span tree when this batch carries
+        # some (as MLflow does), unless the TraceInfo already gave them.
+        has_usage = any("mlflow.chat.tokenUsage" in sp.attributes for sp in group)
+        has_cost = any("mlflow.llm.cost" in sp.attributes for sp in group)
+        if has_usage or has_cost:
             stored = _trace_span_rows(conn, trace_id)
-            usage = _aggregate(stored, "mlflow.chat.tokenUsage")
-            for key, column in TOKEN_COLUMNS.items():
-                if _token_count(usage.get(key)) is not None:
-                    values[column] = _token_count(usage[key])
-            cost = _aggregate(stored, "mlflow.llm.cost")
-            for key, column in COST_COLUMNS.items():
-                if _finite(cost.get(key)) is not None:
-                    values[column] = _finite(cost[key])
-        if values:
-            conn.execute(ti.update().where(ti.c.request_id == trace_id).values(**values))
+            if has_usage and (not finalized or all(getattr(row, c) is None for c in TOKEN_COLUMNS.values())):
+                usage = _aggregate(stored, "mlflow.chat.tokenUsage")
+                for key, column in TOKEN_COLUMNS.items():
+                    if _token_count(usage.get(key)) is not None:
+                        values[column] = _token_count(usage[key])
+            if has_cost and (not finalized or all(getattr(row, c) is None for c in COST_COLUMNS.values())):
+                cost = _aggregate(stored, "mlflow.llm.cost")
+                for key, column in COST_COLUMNS.items():
+                    if _finite(cost.get(key)) is not None:
+                        values[column] = _finite(cost[key])
+        values["db_payload_generation"] = ti.c.db_payload_generation + 1  # counts span writes, as MLflow
+        conn.execute(ti.update().where(ti.c.request_id == trace_id).values(**values))
         if user_id is not None:
             insert_missing(conn, s.trace_request_metadata, {"key": TRACE_USER, "request_id": trace_id,
                                                             "value": str(user_id)})
