@@ -144,7 +144,9 @@ def load_runs(conn: sa.Connection, run_ids: Sequence[str]) -> list[Run]:
     model_outputs: dict[str, list[LoggedModelOutput]] = defaultdict(list)
     nan = math.nan
     bind, (by_id, metrics_of, params_of, tags_of, datasets_of, models_of) = _run_statements(conn.dialect.name)
-    for part in chunks(ids):
+    # One bound value holds any number of ids (SQLite, PostgreSQL): one round of six statements.
+    size = IN_CHUNK if conn.dialect.name not in ("sqlite", "postgresql") else max(1, len(ids))
+    for part in chunks(ids, size):
         bound = {"ids": bind(part)}
         for run_uuid, experiment_id, user_id, status, start, end, stage, uri, name in conn.execute(by_id, bound).all():
             infos[run_uuid] = RunInfo(run_id=run_uuid, experiment_id=str(experiment_id), user_id=user_id,
