@@ -33,6 +33,9 @@ class IndexEntry:
     offset: int | None = None
 
 
+_line = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps makes one per call
+
+
 def encode(locations: list[Location], entries: Iterable[IndexEntry],
            packs: dict[str, int] | None = None) -> Iterator[bytes]:
     """The compressed index: header line (locations, packs with their sizes), then one line per file
@@ -47,7 +50,7 @@ def encode(locations: list[Location], entries: Iterable[IndexEntry],
         fields = [e.location, e.path, e.object, e.size, e.mtime]
         if packs is not None:
             fields += [e.inode, e.pack, e.offset]
-        lines.append(json.dumps(fields, separators=(",", ":")))
+        lines.append(_line(fields))
         if len(lines) >= 2000:
             yield compressor.compress(("\n".join(lines) + "\n").encode())
             lines = []

@@ -174,8 +174,7 @@ def backup(settings: Settings, *, to: str | None = None, encrypt: bool = False, 
         with snapshot_connection(url) as conn:
             if file_state is not None and fingerprint.sqlite_file_state(db_file) != file_state:
                 file_state = None  # written while the snapshot started: no shortcut next time
-            report = BackupReport(snapshot_id, repo.uri, database, url.get_backend_name(),
-                                  revisions.current_revision(conn) if _has_version_table(conn) else None)
+            report = BackupReport(snapshot_id, repo.uri, database, url.get_backend_name(), _revision(conn))
             server = server_version(conn)
             source: dict[str, Any] = {"database": report.database, "dialect": report.dialect,
                                       "server_version": server, "revision": report.revision,
@@ -199,7 +198,9 @@ def backup(settings: Settings, *, to: str | None = None, encrypt: bool = False, 
         locations, entries, packs = _copy_artifacts(repo, uris, settings.artifacts_destination, prior, report,
                                                     emit, trust_metadata=not rehash)
         index_id, index_size = None, 0
-        if locations:
+        if locations and prior.same(locations, entries, packs) and prior.index_id in repo.known_objects():
+            index_id, index_size = prior.index_id, prior.index_size  # the same content: the same object
+        elif locations:
             index_id, index_size, new = repo.put_chunks(artifact_index.encode(locations, entries, packs))
             report.objects_new += new
         report.artifact_seconds = time.perf_counter() - t1
@@ -270,6 +271,23 @@ def snapshot_connection(url: URL) -> Iterator[sa.Connection]:
 
 def _has_version_table(conn: sa.Connection) -> bool:
     return sa.inspect(conn).has_table(revisions.VERSION_TABLE)
+
+
+def _revision(conn: sa.Connection) -> str | None:
+    """The alembic revision in the snapshot. Asked in plain SQL where that is simple: an inspector and
+    alembic's migration context cost more than an unchanged backup of a small store."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        present = conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                       (revisions.VERSION_TABLE,)).scalar_one()
+    elif dialect == "postgresql":
+        present = conn.exec_driver_sql(f"SELECT to_regclass('{revisions.VERSION_TABLE}') IS NOT NULL").scalar_one()
+    else:
+        return revisions.current_revision(conn) if _has_version_table(conn) else None
+    if not present:
+        return None
+    versions = [row[0] for row in conn.exec_driver_sql(f"SELECT version_num FROM {revisions.VERSION_TABLE}")]
+    return versions[0] if len(versions) == 1 else revisions.current_revision(conn)
 
 
 def backed_up_tables(conn: sa.Connection) -> list[sa.Table]:
@@ -508,6 +526,15 @@ class PreviousIndex:
     files: dict[tuple[str, str], IndexEntry] = dataclasses.field(default_factory=dict)
     """(place, path) -> its entry."""
     packs: dict[str, int] = dataclasses.field(default_factory=dict)
+    locations: list[Location] = dataclasses.field(default_factory=list)
+    entries: list[IndexEntry] = dataclasses.field(default_factory=list)
+    index_id: str | None = None
+    index_size: int = 0
+
+    def same(self, locations: list[Location], entries: list[IndexEntry], packs: dict[str, int]) -> bool:
+        """Whether an index of these would be this one, byte for byte (then it need not be encoded)."""
+        return self.index_id is not None and locations == self.locations and packs == self.packs \
+            and entries == self.entries
 
     @classmethod
     def read(cls, repo: Repository, manifest: dict[str, Any] | None) -> PreviousIndex:
@@ -515,8 +542,10 @@ class PreviousIndex:
         if not index_id:
             return cls()
         try:
-            locations, packs, entries = artifact_index.read(repo.read_object(index_id))
-            return cls({(locations[e.location].place, e.path): e for e in entries}, packs)
+            locations, packs, stream = artifact_index.read(repo.read_object(index_id))
+            entries = list(stream)
+            return cls({(locations[e.location].place, e.path): e for e in entries}, packs, locations, entries,
+                       index_id, manifest["artifacts"].get("index_size") or 0)
         except Exception:  # noqa: BLE001 - no shortcut, every file is read
             return cls()
 
@@ -562,7 +591,7 @@ def _copy_artifacts(repo: Repository, uris: list[str], destination: str | None, 
                 cached = previous.files.get((location.place, path)) if trust_metadata else None
                 if cached is not None and cached.size == size and cached.mtime == mtime \
                         and cached.inode == inode and (cached.pack or cached.object) in known:
-                    entries.append(dataclasses.replace(cached, location=number))
+                    entries.append(cached if cached.location == number else dataclasses.replace(cached, location=number))
                     if cached.pack is not None:
                         packer.note_pack(cached.pack, previous.packs.get(cached.pack, 0))
                     report.files_unchanged += 1
