@@ -11,6 +11,7 @@ JSON-encoded attribute decoded once (objects become ``kvlist_value``, as MLflow 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 from typing import Any
@@ -27,8 +28,14 @@ _DURATION = re.compile(r"(-?)(\d+)(?:\.(\d{1,9}))?s")
 def timestamp_json(ms: int) -> str:
     """Milliseconds since the epoch as protobuf's JSON Timestamp (0, 3 fraction digits)."""
     seconds, millis = divmod(int(ms), 1000)
-    text = (_EPOCH + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    text = _second_text(seconds)
     return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_text(seconds: int) -> str:
+    # a page of traces logged together shares a handful of seconds: format each once
+    return (_EPOCH + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def parse_timestamp(value: Any, name: str) -> int:

@@ -713,7 +713,7 @@ def build_infos(conn: sa.Connection, rows: list[Any]) -> list[dict[str, Any]]:
     analytics columns), assessments."""
     if not rows:
         return []
-    ids = [r.request_id for r in rows]
+    ids = [r[0] for r in rows]
     tags: dict[str, dict] = defaultdict(dict)
     meta: dict[str, dict] = defaultdict(dict)
     assessments: dict[str, list] = defaultdict(list)
@@ -731,25 +731,30 @@ def build_infos(conn: sa.Connection, rows: list[Any]) -> list[dict[str, Any]]:
         for r in conn.execute(sa.select(a).where(a.c.trace_id.in_(batch))).fetchall():
             assessments[r.trace_id].append(assessment_of(r))
     out = []
-    for r in rows:
-        t = tags[r.request_id]
-        if r.trace_name is not None:
-            t[TRACE_NAME] = r.trace_name
-        m = meta[r.request_id]
-        if r.session_id is not None:
-            m[SESSION] = r.session_id
-        if r.input_tokens is not None or r.output_tokens is not None or r.total_tokens is not None or \
-                r.cache_read_input_tokens is not None or r.cache_creation_input_tokens is not None or \
-                r.cache_creation_input_tokens_above_1hr is not None:
-            usage = {k: _token_count(getattr(r, c)) for k, c in TOKEN_COLUMNS.items() if getattr(r, c) is not None}
+    names = [c.name for c in s.trace_info.columns]
+    at = {n: names.index(n) for n in names}
+    token_at = [(k, at[c]) for k, c in TOKEN_COLUMNS.items()]
+    cost_at = [(k, at[c]) for k, c in COST_COLUMNS.items()]
+    for row in rows:
+        r = tuple(row)  # positional access: a page holds up to 500 of these
+        request_id = r[0]
+        t = tags[request_id]
+        if r[at["trace_name"]] is not None:
+            t[TRACE_NAME] = r[at["trace_name"]]
+        m = meta[request_id]
+        if r[at["session_id"]] is not None:
+            m[SESSION] = r[at["session_id"]]
+        usage = {k: _token_count(r[i]) for k, i in token_at if r[i] is not None}
+        if usage:
             m[TOKEN_USAGE] = json.dumps(usage)
-        if r.input_cost is not None or r.output_cost is not None or r.total_cost is not None:
-            cost = {k: getattr(r, c) for k, c in COST_COLUMNS.items() if getattr(r, c) is not None}
+        cost = {k: r[i] for k, i in cost_at if r[i] is not None}
+        if cost:
             m[COST] = json.dumps(cost)
         out.append({
-            "trace_id": r.request_id, "experiment_id": str(r.experiment_id), "request_time": r.timestamp_ms,
-            "execution_duration": r.execution_time_ms, "state": r.status, "client_request_id": r.client_request_id,
-            "request_preview": r.request_preview, "response_preview": r.response_preview,
-            "tags": t, "trace_metadata": m, "assessments": assessments[r.request_id],
+            "trace_id": request_id, "experiment_id": str(r[at["experiment_id"]]), "request_time": r[at["timestamp_ms"]],
+            "execution_duration": r[at["execution_time_ms"]], "state": r[at["status"]],
+            "client_request_id": r[at["client_request_id"]], "request_preview": r[at["request_preview"]],
+            "response_preview": r[at["response_preview"]], "tags": t, "trace_metadata": m,
+            "assessments": assessments[request_id],
         })
     return out
