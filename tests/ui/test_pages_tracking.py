@@ -97,7 +97,7 @@ def test_experiment_list_creates_renames_and_deletes_experiments(server, data, u
     ui = ui_factory(server)
     page = ui.open("/#/experiments")
     page.get_by_role("link", name="detail", exact=True).wait_for()
-    screenshot(page, "ui-experiments")
+    screenshot(page, "ui-experiment-list")
 
     page.get_by_role("button", name="Create", exact=True).click()
     dialog = page.get_by_role("dialog")
@@ -141,7 +141,7 @@ def test_runs_table_shows_params_and_metrics_sorts_filters_and_pages_1010_runs(s
     ui = ui_factory(server)
     page = ui.open(f"/#/experiments/{data['big']}/runs")
     matching(page, 100)  # the first page of the 1,010 runs
-    assert rows(page)[0] == f"r{BIG_RUNS - 1:04d}"  # newest first
+    assert int(rows(page)[0][1:]) >= BIG_RUNS - 10  # newest first (written by parallel threads)
     # The grid renders only the columns in view: check each group as it is added.
     show_columns(page, "Parameters")
     page.locator("[role=columnheader]").filter(has_text=re.compile(r"^\s*model\s*$")).first.wait_for()
