@@ -63,7 +63,6 @@ def build_context(config: ServeConfig) -> ServerContext:
     if url.get_backend_name() == "sqlite":
         ctx.write_lock = threading.Lock()
         ctx.inline_handlers = True
-        ctx.inline_writes = config.workers <= 1
     if config.auth or config.artifacts_credentials_secret:
         from trackops.server.auth import configure
 

@@ -48,7 +48,7 @@ class Route:
     versions: tuple[str, ...] = ("2.0",)
     raw: bool = False  # handler takes (ctx, request) and returns a Response (streaming)
     root: bool = False  # also mounted at `path` itself, outside API_PREFIXES (/graphql, /get-artifact)
-    inline: bool = False  # one-row work: may run on the event loop where the database is a local file
+    inline: bool = False  # a one-row read: may run on the event loop where the database is a local file
 
     def mounts(self) -> list[tuple[str, str]]:
         """(path to mount, metrics template) for each place the route answers: under every API prefix
@@ -68,8 +68,8 @@ def route(method: str, path: str, access: Access, resource: Resource = Resource.
 
     ``root=True`` also mounts the route at `path` as given, outside the API prefixes (MLflow's UI calls
     ``/graphql``, ``/get-artifact`` and ``/model-versions/get-artifact`` there). ``inline=True`` marks a
-    handler that reads or writes a row or two by key (no scan, no artifact I/O): on a local SQLite
-    file it runs on the event loop instead of the thread pool (server/app.py).
+    read of a row or two by key (no scan, no artifact I/O): on a local SQLite file it may run on the
+    event loop instead of the thread pool (server/app.py).
     """
 
     def register(func: Callable) -> Callable:
