@@ -90,10 +90,12 @@ def build_app(config: ServeConfig) -> Starlette:
 
 
 def serve_app(config: ServeConfig):
-    """`build_app` behind the host/origin/frame protection (server/security.py), as a worker serves it."""
+    """`build_app` behind the host/origin/frame protection (server/security.py), as a worker serves it,
+    with ``/version`` answering the MLflow client as `mlflow server` does (server/client_version.py)."""
+    from trackops.server.client_version import MlflowClientVersion
     from trackops.server.security import SecurityOptions, secure
 
-    return secure(build_app(config), SecurityOptions.from_config(config))
+    return secure(MlflowClientVersion(build_app(config), config.static_prefix), SecurityOptions.from_config(config))
 
 
 def _start_webhook_sender(app) -> None:
