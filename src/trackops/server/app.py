@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -54,13 +56,46 @@ class ServerContext:
     write_lock: Any = None
     ui: Any = None  # server.ui.UiBundle: MLflow's web UI on / (None: no bundle, the fallback page)
     static_prefix: str | None = None  # everything under this path, as mlflow server --static-prefix
+    inline_handlers: bool = False  # run reads marked inline on the event loop (local SQLite only)
+    in_flight: list = dataclasses.field(default_factory=lambda: [0])  # JSON requests being handled now
 
 
 class FastJSONResponse(Response):
+    """Compact UTF-8 JSON, written by orjson. It writes the values the json module would (a float
+    may be spelt differently: 1e16 for 1e+16), except a float NaN or infinity, which it writes as
+    null: responses carry those as the strings "NaN"/"Infinity" (protocol.json_number), and a body
+    that still holds one is written by the json module, as before. So is a body orjson refuses
+    (integers past 64 bits, non-string keys)."""
+
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        try:
+            body = orjson.dumps(content)
+        except TypeError:
+            return _json_dumps(content)
+        if b"null" in body and _has_non_finite(content):
+            return _json_dumps(content)
+        return body
+
+
+def _json_dumps(content: Any) -> bytes:
+    return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _has_non_finite(value: Any) -> bool:
+    """True if a float NaN or infinity is anywhere in `value` (walked without recursion)."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if type(item) is float:
+            if item != item or item in (math.inf, -math.inf):
+                return True
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            todo.extend(item)
+    return False
 
 
 def error_response(exc: TrackopsError) -> Response:
@@ -161,20 +196,32 @@ def _endpoint(route: Route, ctx: ServerContext, template: str) -> Callable:
         return raw_endpoint
 
     limit = body_limit(route.path)
+    # A one-row read on a local SQLite file runs on the event loop when it is the only request the
+    # worker is handling: handing it to the thread pool and back costs two thread wake-ups, more
+    # than its database work. With other requests in flight it goes to the pool, so that they are
+    # read and answered meanwhile. Writes always go to the pool: the loop never waits for a commit.
+    inline = route.inline and ctx.inline_handlers and route.access in (Access.READ, Access.PUBLIC)
+    flight = ctx.in_flight
 
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
+        flight[0] += 1  # only the event loop's thread touches it
         try:
             user = await ctx.auth.authenticate(request, route) if ctx.auth is not None else None  # before the body
             params = await request_params(request, limit)
             if user is not None:
                 await ctx.auth.authorize(user, route, params, request.path_params)
-            result = await run_in_threadpool(handler, ctx, params, request.path_params)
+            if inline and flight[0] == 1:
+                result = handler(ctx, params, request.path_params)
+            else:
+                result = await run_in_threadpool(handler, ctx, params, request.path_params)
             response = result if isinstance(result, Response) else FastJSONResponse(result)
         except TrackopsError as exc:
             response = error_response(exc)
         except Exception as exc:  # noqa: BLE001
             response = internal_error(request, exc)
+        finally:
+            flight[0] -= 1
         metrics.observe(request.method, template, response.status_code, time.perf_counter() - started)
         return response
 
