@@ -3,14 +3,16 @@
 Starts `trackops serve` on a fresh SQLite file (or --database-uri), attaches `py-spy record` to the
 server process, sends `--requests` requests of one workload over one reused connection (as the
 `mlflow` client does), then sorts every sample of the server's threads that was doing work into
-the stage of the request it was in (only samples of the thread holding the GIL: the
-server's CPU work, not its threads' waits for the GIL or for the machine's other processes): HTTP parsing, JSON decoding, validation, entity building, SQL
-compilation, the statements, commit, response. A stage is recognised by the innermost frame of the
+the stage of the request it was in: HTTP parsing, JSON decoding, validation, entity building, SQL
+compilation, the statements, commit, response. By default only the thread holding the GIL is
+sampled (the server's Python work; the drivers release the GIL while the database works); with
+--wall every busy thread is (the database's own time included, but also threads waiting for the
+GIL, which on a loaded machine inflates the HTTP/ASGI share). A stage is recognised by the innermost frame of the
 sample that belongs to it (see STAGES). Needs `py-spy` (pip install py-spy). Not a test.
 
 Usage:
   python bench/profile_request.py [--workload log-batch|log-metric|experiments-get|search]
-                                  [--requests 300] [--rate 1000] [--database-uri URI] [--top N]
+                                  [--requests 300] [--rate 1000] [--database-uri URI] [--wall] [--top N]
 """
 
 from __future__ import annotations
@@ -103,6 +105,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--rate", type=int, default=1000, help="py-spy samples per second")
     parser.add_argument("--database-uri", default=None)
+    parser.add_argument("--wall", action="store_true",
+                        help="sample every busy thread (wall time, database waits included) instead of the GIL holder")
     parser.add_argument("--top", type=int, default=0, help="also list the N frames that decided each stage")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(BIN / "py-spy")
@@ -119,7 +123,8 @@ def main() -> None:
         for _ in range(5):
             one()  # warm-up: caches, connection pool, imports
         recorder = subprocess.Popen([spy, "record", "--pid", str(proc.pid), "--rate", str(args.rate), "--format",
-                                     "raw", "--output", str(raw), "--nonblocking", "--gil"],
+                                     "raw", "--output", str(raw), "--nonblocking",
+                                     *(["--threads"] if args.wall else ["--gil"])],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
         started = time.perf_counter()
@@ -145,8 +150,9 @@ def main() -> None:
     total = sum(counts.values()) or 1
     print(f"{args.workload}: {args.requests} requests in {elapsed:.2f} s ({args.requests / elapsed:.1f} req/s, "
           f"{elapsed / args.requests * 1000:.2f} ms each); load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    busy_ms = total / args.rate * 1000 / args.requests  # CPU (GIL) time per request
-    print(f"{'stage':44} {'share of GIL samples':>21} {'ms per request':>15}   (GIL held {busy_ms:.2f} ms a request)")
+    busy_ms = total / args.rate * 1000 / args.requests  # sampled time per request
+    what = "busy-thread" if args.wall else "GIL"
+    print(f"{'stage':44} {what + ' samples':>21} {'ms per request':>15}   ({what} time {busy_ms:.2f} ms a request)")
     for stage, n in counts.most_common():
         print(f"{stage:44} {n / total:20.1%} {busy_ms * n / total:15.2f}")
     if args.top:

@@ -24,7 +24,7 @@ machine's load average before and after the timed rounds. Not a test.
 
 Usage:
   python bench/serve.py [--requests 200] [--batches 20] [--searches 5] [--runs 2000] [--rounds 3]
-                        [--database sqlite|postgresql] [--peers mlflow,fasttrackml]
+                        [--database sqlite|postgresql] [--peers mlflow,fasttrackml] [--baseline SRC]
 """
 
 from __future__ import annotations
@@ -76,15 +76,16 @@ def tree_rss_mib(pid: int) -> float:
 
 
 def post(session, url: str, path: str, body: dict) -> dict:
-    for attempt in range(4):
+    for attempt in range(20):
         try:
             r = (session or requests).post(url + API + path, json=body, timeout=60)
             break
         except requests.ConnectionError:
-            # A multi-worker server under load may drop a connection while its workers still boot.
-            if attempt == 3:
+            # A multi-worker server on a loaded machine may drop connections while its supervisor
+            # restarts workers that answered its health ping late.
+            if attempt == 19:
                 raise
-            time.sleep(1)
+            time.sleep(2)
     r.raise_for_status()
     return r.json()
 
@@ -233,7 +234,9 @@ def command(name: str, uri: str, work: Path, port: int) -> list[str]:
                 "--default-artifact-root", str(work / "artifacts")]
     common = ["--backend-store-uri", uri, "--artifacts-destination", str(work / "mlartifacts"),
               "--host", "127.0.0.1", "--port", str(port)]
-    return [str(BIN / name), "server" if name == "mlflow" else "serve", *common]
+    if name == "mlflow":
+        return [str(BIN / "mlflow"), "server", *common]
+    return [str(BIN / "trackops"), "serve", *common]
 
 
 def main() -> None:
@@ -246,12 +249,17 @@ def main() -> None:
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--peers", default="mlflow,fasttrackml",
                         help="comma-separated peers to run beside trackops (mlflow, fasttrackml)")
+    parser.add_argument("--baseline", metavar="SRC", default=None,
+                        help="also run trackops from this source folder (e.g. a `git archive` of an older "
+                             "commit's src/) as the peer trackops_before, to compare two versions in one run")
     args = parser.parse_args()
 
     peers = [p for p in args.peers.split(",") if p]
     if "fasttrackml" in peers and not (BIN / "fml").exists():
         print("fml not found (pip install --no-deps fasttrackml): FastTrackML left out", file=sys.stderr)
         peers.remove("fasttrackml")
+    if args.baseline:
+        peers.append("trackops_before")
     names = (*peers, "trackops")
     procs, urls, works, results = {}, {}, {}, {n: {} for n in names}
     try:
@@ -260,7 +268,8 @@ def main() -> None:
             port = free_port()
             urls[name], works[name] = f"http://127.0.0.1:{port}", work
             uri = database_uri(args.database, name, work)
-            procs[name] = start(command(name, uri, work, port), work, urls[name])
+            env = {"PYTHONPATH": str(Path(args.baseline).resolve())} if name == "trackops_before" else None
+            procs[name] = start(command(name, uri, work, port), work, urls[name], env=env)
         time.sleep(5)  # let every worker finish starting before measuring idle memory
         for name in names:
             results[name]["idle RSS (MiB)"] = tree_rss_mib(procs[name].pid)
