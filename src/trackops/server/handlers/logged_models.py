@@ -15,7 +15,7 @@ from trackops.entities import LoggedModelParameter, LoggedModelStatus, LoggedMod
 from trackops.errors import InvalidParameterValue, StoreError
 from trackops.server import serialize as ser
 from trackops.server.handlers.artifacts import _files, _safe
-from trackops.server.protocol import BadRequest, Params
+from trackops.server.protocol import BadRequest, Params, checked_str
 from trackops.server.routing import Access, Resource, route
 
 BASE = "/mlflow/logged-models"
@@ -37,8 +37,9 @@ def _pairs(items: list[Any], cls, what: str) -> list:
     for item in items:
         if not isinstance(item, dict):
             raise BadRequest(f"Invalid value in '{what}': each entry must be an object with key and value.")
-        value = item.get("value")
-        out.append(cls(Params(item).str("key", required=True), "" if value is None else str(value)))
+        value = item.get("value")  # a non-string is left unset by MLflow's parser: stored as "", as MLflow does
+        out.append(cls(Params(item).str("key", required=True), checked_str(value, "value") if isinstance(value, str)
+                       else ""))
     return out
 
 

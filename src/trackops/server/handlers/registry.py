@@ -13,7 +13,7 @@ from typing import Any
 from trackops.entities import LoggedModelTag, ModelVersionTag, RegisteredModelTag
 from trackops.errors import InvalidParameterValue, ResourceDoesNotExist, StoreError
 from trackops.server import serialize as ser
-from trackops.server.protocol import BadRequest, Params
+from trackops.server.protocol import BadRequest, Params, checked_str
 from trackops.server.routing import Access, Resource, route
 from trackops.stores.locations import validate_model_version_source
 
@@ -38,8 +38,9 @@ def _tags(items: list[Any], cls) -> list:
     for item in items:
         if not isinstance(item, dict):
             raise BadRequest("Invalid value in 'tags': each entry must be an object with key and value.")
-        value = item.get("value")
-        out.append(cls(Params(item).str("key", required=True), "" if value is None else str(value)))
+        value = item.get("value")  # a non-string is left unset by MLflow's parser: stored as "", as MLflow does
+        out.append(cls(Params(item).str("key", required=True), checked_str(value, "value") if isinstance(value, str)
+                       else ""))
     return out
 
 
@@ -113,9 +114,9 @@ route("GET", "/mlflow/registered-models/get-latest-versions", Access.READ, Resou
 
 @route("POST", "/mlflow/registered-models/set-tag", Access.EDIT, Resource.REGISTERED_MODEL)
 def set_registered_model_tag(ctx, p: Params, _path) -> dict:
-    value = p.raw("value")
+    value = p.str("value", default="")
     _store(ctx).set_registered_model_tag(_name(p), RegisteredModelTag(p.str("key", required=True),
-                                                                      "" if value is None else str(value)))
+                                                                      value))
     return {}
 
 
@@ -236,9 +237,9 @@ def get_download_uri(ctx, p: Params, _path) -> dict:
 
 @route("POST", "/mlflow/model-versions/set-tag", Access.EDIT, Resource.REGISTERED_MODEL)
 def set_model_version_tag(ctx, p: Params, _path) -> dict:
-    value = p.raw("value")
+    value = p.str("value", default="")
     _store(ctx).set_model_version_tag(_name(p), _version(p), ModelVersionTag(p.str("key", required=True),
-                                                                             "" if value is None else str(value)))
+                                                                             value))
     return {}
 
 
