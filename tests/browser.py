@@ -1,8 +1,10 @@
 """Browser fixtures shared by every test that drives Chromium (registered from tests/conftest.py).
 
 - `chromium_browser` is one headless Debian Chromium (``/usr/bin/chromium``, or
-  ``TRACKOPS_CHROMIUM``) per test process: Playwright's sync API runs its event loop in the
-  calling thread, so a second browser in the same process would fail. No browser is ever
+  ``TRACKOPS_CHROMIUM``) per test module. Playwright's sync API keeps its event loop marked as
+  running in the calling thread for as long as it is open, so it is closed at the end of each
+  module: a test of another module that runs an asyncio loop of its own (the fuzz test does) then
+  finds none running, and two browsers are never open at once. No browser is ever
   downloaded. Without Chromium or Playwright the test skips, except under CI=true, where it fails.
 - `browser_page` is a fresh page in its own context (no cookies or storage shared), 1280x800.
 - `screenshot(page, name)` saves ``docs/images/<name>.png`` only when TRACKOPS_SCREENSHOTS=1.
@@ -21,9 +23,9 @@ CHROMIUM = os.environ.get("TRACKOPS_CHROMIUM", "/usr/bin/chromium")
 DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser():
-    """The process's one headless Chromium (Playwright's sync API allows one per thread)."""
+    """The module's headless Chromium (Playwright's sync API allows one open at a time per thread)."""
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         unavailable(f"Chromium ({CHROMIUM})")
     try:

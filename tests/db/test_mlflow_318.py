@@ -49,9 +49,12 @@ else:
 
 
 @pytest.fixture(scope="session")
-def mlflow_318(request) -> Path:
+def mlflow_318(request, tmp_path_factory) -> Path:
     """A folder holding the MLflow 3.18.0 wheel's files (installed once into the pytest cache)."""
-    folder = Path(request.config.cache.mkdir("mlflow-3.18.0-wheel"))
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider: a folder of this run
+    folder = (Path(cache.mkdir("mlflow-3.18.0-wheel")) if cache is not None
+              else tmp_path_factory.getbasetemp().parent / "mlflow-3.18.0-wheel")
+    folder.mkdir(parents=True, exist_ok=True)
     marker = folder / "mlflow" / "store" / "db_migrations" / "versions"
     with open(folder.parent / f"{folder.name}.lock", "w") as lock:  # xdist workers share the cache
         fcntl.flock(lock, fcntl.LOCK_EX)
