@@ -110,3 +110,22 @@ def test_nan_and_strings_still_work_where_mlflow_takes_them(client):
     run_id = run.json()["run"]["info"]["run_id"]
     body = json.dumps({"run_id": run_id, "key": "m", "value": "NaN", "timestamp": "5", "step": "1"})
     assert raw_post(client, "/runs/log-metric", body).status_code == 200
+
+
+@pytest.mark.parametrize("experiment_id", ["9223372036854775808", "-9223372036854775809", "1" * 30])
+def test_an_experiment_id_beyond_int64_is_404_not_500(client, experiment_id):
+    r = client.get(API + "/experiments/get", params={"experiment_id": experiment_id})
+    assert r.status_code == 404 and r.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST", r.text
+
+
+def test_a_page_token_with_an_offset_beyond_int64_is_400(client):
+    token = "eyJvZmZzZXQiOiA5OTk5OTk5OTk5OTk5OTk5OTk5OTl9"  # {"offset": 9999999999999999999999}
+    assert_400(client.get(API + "/experiments/search", params={"page_token": token}), "page token")
+
+
+@pytest.mark.parametrize("route", [API + "/model-versions/get", API + "/model-versions/get-download-uri",
+                                   "/model-versions/get-artifact"])
+def test_a_model_version_beyond_int64_is_400_not_500(client, route):
+    client.post(API + "/registered-models/create", json={"name": "big-version"})
+    r = client.get(route, params={"name": "big-version", "version": "9223372036854775808", "path": "a"})
+    assert_400(r, "must be a 64-bit integer")
