@@ -159,3 +159,89 @@ def test_trackops_answers_the_same_calls_with_mlflows_shapes(mlflow_server, trac
         elif isinstance(body_m, dict) and shape(body_m) != shape(body_t):
             mismatches.append(f"{label}:\n  mlflow   {shape(body_m)}\n  trackops {shape(body_t)}")
     assert not mismatches, "\n".join(mismatches)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+def string_cases(base: str) -> list[tuple[str, int, object]]:
+    """A number, a boolean, NaN or Infinity where MLflow requires a string: (label, status, body) per call."""
+    s = requests.Session()
+    api, out = base + "/api/2.0/mlflow", []
+
+    def call(label, method, path, body):
+        text = None if body is None else __import__("json").dumps(body, allow_nan=True)  # bare NaN/Infinity
+        r = s.request(method, api + path, data=text, headers={"Content-Type": "application/json"}, timeout=30)
+        parsed = r.json() if r.headers.get("content-type", "").startswith("application/json") else r.content
+        out.append((label, r.status_code, parsed))
+        return parsed
+
+    eid = call("setup experiment", "POST", "/experiments/create", {"name": "strings"})["experiment_id"]
+    rid = call("setup run", "POST", "/runs/create", {"experiment_id": eid})["run"]["info"]["run_id"]
+    call("setup registered model", "POST", "/registered-models/create", {"name": "srm"})
+    mid = call("setup logged model", "POST", "/logged-models", {"experiment_id": eid})["model"]["info"]["model_id"]
+    call("setup version", "POST", "/model-versions/create", {"name": "srm", "source": f"models:/{mid}",
+                                                             "model_id": mid})
+    for label, value in (("5", 5), ("NaN", NAN), ("Infinity", INF), ("-Infinity", -INF), ("true", True),
+                         ("1.5", 1.5), ("list", ["a"]), ("object", {"a": "b"})):
+        call(f"set-tag value {label}", "POST", "/runs/set-tag", {"run_id": rid, "key": "k", "value": value})
+        call(f"log-parameter value {label}", "POST", "/runs/log-parameter",
+             {"run_id": rid, "key": f"p{label}", "value": value})
+        call(f"set-tag key {label}", "POST", "/runs/set-tag", {"run_id": rid, "key": value, "value": "v"})
+        call(f"experiment tag value {label}", "POST", "/experiments/set-experiment-tag",
+             {"experiment_id": eid, "key": "k", "value": value})
+        call(f"registered-model description {label}", "POST", "/registered-models/create",
+             {"name": f"d{label}", "description": value})
+        call(f"registered-model tag value {label}", "POST", "/registered-models/set-tag",
+             {"name": "srm", "key": "k", "value": value})
+        call(f"model-version tag value {label}", "POST", "/model-versions/set-tag",
+             {"name": "srm", "version": "1", "key": "k", "value": value})
+        call(f"logged-model tag value {label}", "PATCH", f"/logged-models/{mid}/tags",
+             {"model_id": mid, "tags": [{"key": "k", "value": value}]})
+    for label, value in (("5", 5), ("NaN", NAN), ("true", True), ("list", ["a"]), ("object", {"a": "b"})):
+        call(f"log-batch param value {label}", "POST", "/runs/log-batch",
+             {"run_id": rid, "params": [{"key": f"b{label}", "value": value}]})
+        call(f"log-batch tag value {label}", "POST", "/runs/log-batch",
+             {"run_id": rid, "tags": [{"key": "bt", "value": value}]})
+        call(f"create-run tag value {label}", "POST", "/runs/create",
+             {"experiment_id": eid, "tags": [{"key": "t", "value": value}]})
+        call(f"create-run run_name {label}", "POST", "/runs/create", {"experiment_id": eid, "run_name": value})
+        call(f"create experiment tag value {label}", "POST", "/experiments/create",
+             {"name": f"e{label}", "tags": [{"key": "t", "value": value}]})
+        call(f"rename experiment {label}", "POST", "/experiments/update", {"experiment_id": eid, "new_name": value})
+        call(f"update registered model description {label}", "PATCH", "/registered-models/update",
+             {"name": "srm", "description": value})
+        call(f"update version description {label}", "PATCH", "/model-versions/update",
+             {"name": "srm", "version": "1", "description": value})
+        call(f"create version source {label}", "POST", "/model-versions/create", {"name": "srm", "source": value})
+        call(f"create version description {label}", "POST", "/model-versions/create",
+             {"name": "srm", "source": f"models:/{mid}", "model_id": mid, "description": value})
+        call(f"registered model tag key {label}", "POST", "/registered-models/set-tag",
+             {"name": "srm", "key": value, "value": "v"})
+        call(f"logged model name {label}", "POST", "/logged-models", {"experiment_id": eid, "name": value})
+        call(f"logged model param value {label}", "POST", f"/logged-models/{mid}/params",
+             {"model_id": mid, "params": [{"key": f"lp{label}", "value": value}]})
+        call(f"search runs filter {label}", "POST", "/runs/search", {"experiment_ids": [eid], "filter": value})
+        call(f"search experiments filter {label}", "POST", "/experiments/search", {"filter": value})
+    # what was stored for the values MLflow took: read back with their values compared
+    run = call("read back run", "GET", f"/runs/get?run_id={rid}", None)
+    out[-1] = (out[-1][0], out[-1][1], sorted((x["key"], x["value"]) for kind in ("params", "tags")
+                                              for x in run["run"]["data"].get(kind, []) if "." not in x["key"]))
+    model = call("read back logged model", "GET", f"/logged-models/{mid}", None)
+    data = model["model"].get("data", {})
+    out[-1] = (out[-1][0], out[-1][1], sorted((x["key"], x["value"]) for x in data.get("params", [])))
+    return out
+
+
+def test_trackops_refuses_non_strings_where_mlflow_requires_strings(mlflow_server, trackops_server):
+    theirs, ours = string_cases(mlflow_server), string_cases(trackops_server)
+    mismatches = []
+    for (label, status_m, body_m), (_, status_t, body_t) in zip(theirs, ours):
+        code_m = body_m.get("error_code") if isinstance(body_m, dict) else None
+        code_t = body_t.get("error_code") if isinstance(body_t, dict) else None
+        hint = isinstance(body_m, dict) and "Hint: Value was of type" in body_m.get("message", "")
+        if ((status_m, code_m) != (status_t, code_t) or (label.startswith("read back") and body_m != body_t)
+                or (hint and body_m["message"] != body_t.get("message"))):  # word for word, as clients match it
+            mismatches.append(f"{label}: mlflow {status_m} {code_m} != trackops {status_t} {code_t}"
+                              f"\n  mlflow   {str(body_m)[:300]}\n  trackops {str(body_t)[:300]}")
+    assert not mismatches, "\n".join(mismatches)

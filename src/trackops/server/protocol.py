@@ -20,6 +20,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from trackops.errors import InvalidParameterValue, StoreError
 
 # JSON bodies are read whole before a handler runs, so each route has a cap (a 413 past it). Most
@@ -34,6 +36,8 @@ MAX_JSON_DEPTH = 100  # protobuf's JSON parser (MLflow's) refuses deeper message
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _BAD_TEXT = re.compile(r"[\x00\ud800-\udfff]")
+# 19 digits in a row: possibly an integer past int64, which only the json module reads exactly.
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
 
 
 class BadRequest(InvalidParameterValue):
@@ -59,12 +63,13 @@ class Params:
     def from_json_bytes(cls, body: bytes) -> Params:
         if not body.strip():
             return cls({})
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadRequest(f"Malformed JSON in request body: {exc.msg if hasattr(exc, 'msg') else exc}") from None
-        except RecursionError:
-            raise too_deep() from None
+        if _LONG_NUMBER.search(body):  # orjson reads an integer outside int64/uint64 as a float
+            data = _loads_lenient(body)
+        else:
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                data = _loads_lenient(body)
         if not isinstance(data, dict):
             raise BadRequest("Request body must be a JSON object")
         check_depth(data)
@@ -140,6 +145,18 @@ class Params:
         return value
 
 
+def _loads_lenient(body: bytes) -> Any:
+    """The json module's reading of a body orjson refused: it also takes what Python clients send
+    and MLflow accepts (bare NaN/Infinity, integers past 64 bits, lone surrogate escapes, which
+    the typed getters then judge), and its error messages name the problem."""
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"Malformed JSON in request body: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+    except RecursionError:
+        raise too_deep() from None
+
+
 def wrong_type(name: str, value: Any) -> BadRequest:
     """MLflow's message for a field of the wrong type (or out of its range), word for word."""
     return BadRequest(f"Invalid value {_short(value)} for parameter '{name}' supplied:  Hint: Value was of type "
@@ -155,6 +172,12 @@ def checked_str(value: Any, name: str) -> str:
         what = "a NUL character" if bad.group() == "\x00" else "an unpaired UTF-16 surrogate"
         raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}' supplied: it contains {what}.")
     return value
+
+
+def entry_str(value: Any, name: str) -> str:
+    """A string field of a list entry (a tag's or param's value in log-batch, create-run, ...) as MLflow
+    reads it: a string as it is; anything else is left unset by its protobuf parser and stored as ""."""
+    return checked_str(value, name) if isinstance(value, str) else ""
 
 
 def checked_int64(value: Any, name: str) -> int:
@@ -209,6 +232,8 @@ def metric_value(value: Any, name: str = "value") -> float:
 
 def json_number(value: float) -> float | str:
     """A float for a response: NaN and infinities as the strings the client understands."""
+    if -math.inf < value < math.inf:  # the common case first: false for NaN and the infinities
+        return value
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):

@@ -19,12 +19,13 @@ from trackops.entities import (
     Metric,
     Param,
     RunTag,
+    ViewType,
 )
 from trackops.artifacts.registry import split_artifact_uri
 from trackops.auth.guard import PermissionDenied
 from trackops.errors import InvalidParameterValue, ResourceDoesNotExist, TrackopsError
 from trackops.server import serialize as ser
-from trackops.server.protocol import INT64_MAX, INT64_MIN, BadRequest, Params, metric_value
+from trackops.server.protocol import INT64_MAX, INT64_MIN, BadRequest, Params, entry_str, metric_value
 from trackops.server.routing import Access, Resource, route
 from trackops.stores.uris import resolve_uri_if_local
 from trackops.stores.locations import validate_experiment_location
@@ -39,14 +40,23 @@ def _run_id(p: Params) -> str:
     return p.first_str("run_id", "run_uuid", required=True)
 
 
+def _view_type(p: Params, name: str) -> ViewType | None:
+    value = p.str(name)
+    if not value:
+        return None
+    try:
+        return ViewType.parse(value)
+    except (KeyError, ValueError):
+        raise BadRequest(f"Invalid value {value[:60]!r} for parameter '{name}': expected ACTIVE_ONLY, "
+                         "DELETED_ONLY or ALL.") from None
+
+
 def _tags(items: list[Any], cls=RunTag, what: str = "tags") -> list:
     out = []
     for item in items:
         if not isinstance(item, dict):
             raise BadRequest(f"Invalid value in '{what}': each entry must be an object with key and value.")
-        key = Params(item).str("key", required=True)
-        value = item.get("value")
-        out.append(cls(key, "" if value is None else str(value)))
+        out.append(cls(Params(item).str("key", required=True), entry_str(item.get("value"), "value")))
     return out
 
 
@@ -110,12 +120,12 @@ def _require_admin_outside_roots(ctx, location: str) -> None:
                            f"location is outside the server's artifact root (user '{user.username}').")
 
 
-@route("GET", "/mlflow/experiments/get", Access.READ, Resource.EXPERIMENT)
+@route("GET", "/mlflow/experiments/get", Access.READ, Resource.EXPERIMENT, inline=True)
 def get_experiment(ctx, p: Params, _path) -> dict:
     return {"experiment": ser.experiment(ctx.tracking.get_experiment(p.str("experiment_id", required=True)))}
 
 
-@route("GET", "/mlflow/experiments/get-by-name", Access.READ, Resource.EXPERIMENT)
+@route("GET", "/mlflow/experiments/get-by-name", Access.READ, Resource.EXPERIMENT, inline=True)
 def get_experiment_by_name(ctx, p: Params, _path) -> dict:
     name = p.str("experiment_name", required=True)
     found = ctx.tracking.get_experiment_by_name(name)
@@ -147,9 +157,9 @@ def update_experiment(ctx, p: Params, _path) -> dict:
 
 @route("POST", "/mlflow/experiments/set-experiment-tag", Access.EDIT, Resource.EXPERIMENT)
 def set_experiment_tag(ctx, p: Params, _path) -> dict:
-    value = p.raw("value")
+    value = p.str("value", default="")
     ctx.tracking.set_experiment_tag(p.str("experiment_id", required=True),
-                                    ExperimentTag(p.str("key", required=True), "" if value is None else str(value)))
+                                    ExperimentTag(p.str("key", required=True), value))
     return {}
 
 
@@ -161,7 +171,7 @@ def delete_experiment_tag(ctx, p: Params, _path) -> dict:
 
 def _search_experiments(ctx, p: Params, _path) -> dict:
     found, token = ctx.tracking.search_experiments(
-        view_type=p.str("view_type") or None, max_results=p.int64("max_results", default=SEARCH_DEFAULT),
+        view_type=_view_type(p, "view_type"), max_results=p.int64("max_results", default=SEARCH_DEFAULT),
         filter_string=p.str("filter") or None, order_by=p.list("order_by"), page_token=p.str("page_token") or None)
     return ser.page("experiments", [ser.experiment(e) for e in found], token)
 
@@ -180,7 +190,7 @@ def create_run(ctx, p: Params, _path) -> dict:
     return {"run": ser.run(run, with_outputs=False)}
 
 
-@route("GET", "/mlflow/runs/get", Access.READ, Resource.RUN)
+@route("GET", "/mlflow/runs/get", Access.READ, Resource.RUN, inline=True)
 def get_run(ctx, p: Params, _path) -> dict:
     return {"run": ser.run(ctx.tracking.get_run(_run_id(p)))}
 
@@ -214,15 +224,15 @@ def log_metric(ctx, p: Params, _path) -> dict:
 
 @route("POST", "/mlflow/runs/log-parameter", Access.EDIT, Resource.RUN)
 def log_param(ctx, p: Params, _path) -> dict:
-    value = p.raw("value")
-    ctx.tracking.log_param(_run_id(p), Param(p.str("key", required=True), "" if value is None else str(value)))
+    value = p.str("value", default="")
+    ctx.tracking.log_param(_run_id(p), Param(p.str("key", required=True), value))
     return {}
 
 
 @route("POST", "/mlflow/runs/set-tag", Access.EDIT, Resource.RUN)
 def set_tag(ctx, p: Params, _path) -> dict:
-    value = p.raw("value")
-    ctx.tracking.set_tag(_run_id(p), RunTag(p.str("key", required=True), "" if value is None else str(value)))
+    value = p.str("value", default="")
+    ctx.tracking.set_tag(_run_id(p), RunTag(p.str("key", required=True), value))
     return {}
 
 
@@ -234,11 +244,39 @@ def delete_tag(ctx, p: Params, _path) -> dict:
 
 @route("POST", "/mlflow/runs/log-batch", Access.EDIT, Resource.RUN)
 def log_batch(ctx, p: Params, _path) -> dict:
-    metrics = [_metric(m) for m in p.list("metrics")]
+    items = p.list("metrics")
+    points = _points(items)
     params = _tags(p.list("params"), Param, "params")
     tags = _tags(p.list("tags"))
-    ctx.tracking.log_batch(_run_id(p), metrics, params, tags)
+    if points is not None:
+        ctx.tracking.log_batch_points(_run_id(p), points, params, tags)
+    else:  # a metric with a model or dataset id: the general path
+        ctx.tracking.log_batch(_run_id(p), [_metric(m) for m in items], params, tags)
     return {}
+
+
+def _points(items: list[Any]) -> list[tuple[str, float, int, int]] | None:
+    """log-batch's metrics as (key, value, timestamp, step) tuples, or None when one of them carries a
+    model or dataset id. What the client sends (numbers and a key) is read inline; anything else
+    goes through the checked reader, which refuses what MLflow refuses."""
+    out = []
+    append = out.append
+    for item in items:
+        if type(item) is dict and len(item) <= 4:
+            key, value, timestamp, step = item.get("key"), item.get("value"), item.get("timestamp"), item.get("step", 0)
+            if (type(key) is str and key and type(timestamp) is int and type(step) is int
+                    and INT64_MIN <= timestamp <= INT64_MAX and INT64_MIN <= step <= INT64_MAX):
+                if type(value) is float:
+                    append((key, value, timestamp, step))
+                    continue
+                if type(value) is int and INT64_MIN <= value <= INT64_MAX:
+                    append((key, float(value), timestamp, step))
+                    continue
+        m = _checked_metric(item, "metrics")
+        if m.model_id is not None or m.dataset_name is not None or m.dataset_digest is not None:
+            return None
+        append((m.key, m.value, m.timestamp, m.step))
+    return out
 
 
 @route("POST", "/mlflow/runs/log-inputs", Access.EDIT, Resource.RUN)
@@ -274,7 +312,7 @@ def log_outputs(ctx, p: Params, _path) -> dict:
 def search_runs(ctx, p: Params, _path) -> dict:
     found, token = ctx.tracking.search_runs(
         [str(e) for e in p.list("experiment_ids")], filter_string=p.str("filter") or None,
-        run_view_type=p.str("run_view_type") or None, max_results=p.int64("max_results", default=SEARCH_DEFAULT),
+        run_view_type=_view_type(p, "run_view_type"), max_results=p.int64("max_results", default=SEARCH_DEFAULT),
         order_by=p.list("order_by"), page_token=p.str("page_token") or None)
     return ser.page("runs", [ser.run(r) for r in found], token)
 
