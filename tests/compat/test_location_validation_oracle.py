@@ -31,6 +31,10 @@ BAD_SOURCES = [("file:///etc", False), ("/etc/passwd", False), ("file:///etc", T
                ("s3://bucket", False), ("mlflow-artifacts:/x/..%2f..%2fetc", True), ("http://h/x", False),
                ("models://host/m-1", False), ("models:/m-123", False)]
 GOOD_SOURCES = [("{art}/model", True), ("runs:/{run}/model", True), ("s3://bucket/a/b", False)]
+# Versions of a prompt (tag mlflow.prompt.is_prompt=true): only MLflow's placeholders are sources.
+BAD_PROMPT_SOURCES = ["s3://bucket/prompt", "/etc/passwd", "runs:/{run}/model"]
+GOOD_PROMPT_SOURCES = ["dummy-source", "prompt-template"]
+PROMPT_TAGS = [{"key": "mlflow.prompt.is_prompt", "value": "true"}]
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +71,12 @@ def answers(base: str) -> dict[str, tuple]:
         body = {"name": model, "source": source, **({"run_id": run["run_id"]} if with_run else {})}
         r = s.post(api + "/model-versions/create", json=body, timeout=30)
         out[f"source {template} run_id={with_run}"] = _answer(r, replace)
+    prompt = f"p-{tag}"
+    s.post(api + "/registered-models/create", json={"name": prompt, "tags": PROMPT_TAGS}, timeout=30).raise_for_status()
+    for template in BAD_PROMPT_SOURCES + GOOD_PROMPT_SOURCES:
+        body = {"name": prompt, "source": template.format(run=run["run_id"]), "tags": PROMPT_TAGS}
+        out[f"prompt source {template}"] = _answer(s.post(api + "/model-versions/create", json=body, timeout=30),
+                                                   replace)
     return out
 
 
@@ -88,6 +98,10 @@ def test_bad_locations_and_sources_get_mlflows_status_code_and_message(both):
         assert expected[f"source {template} run_id={with_run}"][:2] == (400, "INVALID_PARAMETER_VALUE")
     for template, with_run in GOOD_SOURCES:
         assert got[f"source {template} run_id={with_run}"][0] == 200
+    for template in BAD_PROMPT_SOURCES:
+        assert expected[f"prompt source {template}"][:2] == (400, "INVALID_PARAMETER_VALUE")
+    for template in GOOD_PROMPT_SOURCES:
+        assert got[f"prompt source {template}"][0] == 200
 
 
 def test_a_location_that_climbs_with_dot_dot_is_refused_where_mlflow_stores_it(both):

@@ -18,6 +18,9 @@ from trackops.server.routing import Access, Resource, route
 from trackops.stores.locations import validate_model_version_source
 
 MODEL_VERSIONS_TAG = "mlflow.modelVersions"
+IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
+# The sources MLflow's client and store give a prompt version (it has no artifacts).
+PROMPT_SOURCE_PLACEHOLDERS = frozenset({"dummy-source", "prompt-template"})
 SEARCH_MODELS_DEFAULT = 100
 SEARCH_VERSIONS_DEFAULT = 10_000
 
@@ -152,15 +155,28 @@ def get_by_alias(ctx, p: Params, _path) -> dict:
 def create_model_version(ctx, p: Params, _path) -> dict:
     name, model_id = _name(p), p.str("model_id") or None
     source, run_id = p.str("source", required=True), p.str("run_id") or None
-    validate_model_version_source(source, run_id, model_id, run_artifact_uri=lambda r: _run_uri(ctx, r),
-                                  model_location=lambda m: _model_location(ctx, m))
+    tags = _tags(p.list("tags"), ModelVersionTag)
+    if _is_prompt(tags):
+        # A prompt version has no artifacts: its source is one of MLflow's placeholders, nothing else.
+        if source not in PROMPT_SOURCE_PLACEHOLDERS:
+            raise InvalidParameterValue(f"Invalid prompt source: '{source}'. Prompt sources must use an MLflow "
+                                        "placeholder.")
+    else:
+        validate_model_version_source(source, run_id, model_id, run_artifact_uri=lambda r: _run_uri(ctx, r),
+                                      model_location=lambda m: _model_location(ctx, m))
     version = _store(ctx).create_model_version(
         name, source, run_id=run_id,
-        tags=_tags(p.list("tags"), ModelVersionTag), run_link=p.str("run_link") or None,
+        tags=tags, run_link=p.str("run_link") or None,
         description=p.str("description") or None, model_id=model_id)
     if model_id and ctx.logged_models is not None:
         _record_on_logged_model(ctx, name, str(version.version), model_id)
     return {"model_version": ser.model_version(version)}
+
+
+def _is_prompt(tags: list) -> bool:
+    """As MLflow decides it: the last `mlflow.prompt.is_prompt` tag wins, and only "true" makes a prompt."""
+    values = {t.key: t.value for t in tags}
+    return values.get(IS_PROMPT_TAG, "false").lower() == "true"
 
 
 def _run_uri(ctx, run_id: str) -> str | None:
