@@ -112,7 +112,7 @@ def test_search_experiments_by_get_and_post(client):
 @pytest.mark.parametrize("path, body, status, code, fragment", [
     ("/runs/get?run_id=" + "0" * 32, None, 404, "RESOURCE_DOES_NOT_EXIST", "not found"),
     ("/runs/log-metric", {"run_id": "x", "key": "m", "value": "abc", "timestamp": 1}, 400, "INVALID_PARAMETER_VALUE",
-     "expected a number"),
+     "Invalid value \"abc\" for parameter 'value' supplied:  Hint: Value was of type 'str'"),
     ("/runs/log-metric", {"run_id": "x", "key": "m", "value": 1}, 400, "INVALID_PARAMETER_VALUE", "'timestamp'"),
     ("/experiments/create", {}, 400, "INVALID_PARAMETER_VALUE", "'name'"),
     ("/experiments/get?experiment_id=abc", None, 400, "INVALID_PARAMETER_VALUE", ""),

@@ -33,6 +33,16 @@ class InvalidArtifactPath(UsageError):
         self.path = path
         self.reason = reason
 
+    @property
+    def client_message(self) -> str:
+        """What a server answers: mlflow server's bare "Invalid path" for the paths it refuses as
+        unsafe; the reason for those only trackops refuses (a 300-byte name, the root as a file)."""
+        return "Invalid path" if self.reason in _MLFLOW_UNSAFE else f"Invalid path: {self.reason}"
+
+
+_MLFLOW_UNSAFE = frozenset({"contains a '..' segment", "is absolute", "contains a backslash",
+                            "starts with a drive letter"})
+
 
 def validate_path(path: str, *, file: bool = False) -> str:
     """Return the normalised form of `path`, or raise InvalidArtifactPath (rules in the module doc).

@@ -105,8 +105,7 @@ def error_response(exc: TrackopsError) -> Response:
         return FastJSONResponse(error_json(exc.error_code, exc.message), status_code=exc.http_status,
                                 headers=getattr(exc, "headers", None))
     if isinstance(exc, InvalidArtifactPath):
-        return FastJSONResponse(error_json("INVALID_PARAMETER_VALUE", f"Invalid path: {exc.reason}"),
-                                status_code=400)
+        return FastJSONResponse(error_json("INVALID_PARAMETER_VALUE", exc.client_message), status_code=400)
     if isinstance(exc, UsageError):
         return FastJSONResponse(error_json("INVALID_PARAMETER_VALUE", exc.message), status_code=400)
     if isinstance(exc, NotFoundError):

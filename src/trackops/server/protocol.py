@@ -40,6 +40,15 @@ _BAD_TEXT = re.compile(r"[\x00\ud800-\udfff]")
 _LONG_NUMBER = re.compile(rb"[0-9]{19}")
 
 
+# mlflow server ends every message of its request-schema checks with this sentence.
+API_DOCS_HINT = " See the API docs for more information about request parameters."
+
+
+def missing_message(name: str) -> str:
+    """MLflow's message for a required request parameter that is absent or empty."""
+    return f"Missing value for required parameter '{name}'.{API_DOCS_HINT}"
+
+
 class BadRequest(InvalidParameterValue):
     """A request that cannot be read: bad JSON, wrong content type, a malformed field."""
 
@@ -89,7 +98,7 @@ class Params:
         return self._data.get(name, default)
 
     def _missing(self, name: str) -> BadRequest:
-        return BadRequest(f"Missing value for required parameter '{name}'.")
+        return BadRequest(missing_message(name))
 
     def str(self, name: str, *, required: bool = False, default: str | None = None) -> str | None:
         value = self._data.get(name)
@@ -218,16 +227,21 @@ def check_depth(data: Any) -> None:
 
 def metric_value(value: Any, name: str = "value") -> float:
     """A metric value as the client sends it: a number, or a numeric string such as "NaN" or "1.5"."""
-    if isinstance(value, bool) or value is None:
-        raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}': expected a number.")
-    try:
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            return float(value.strip())
-    except (ValueError, OverflowError):  # "abc", or an integer beyond any double
-        pass
-    raise BadRequest(f"Invalid value {_short(value)} for parameter '{name}': expected a number.")
+    if not isinstance(value, bool) and value is not None:
+        try:
+            if isinstance(value, (int, float)):
+                return float(value)
+            if isinstance(value, str):
+                return float(value.strip())
+        except (ValueError, OverflowError):  # "abc", or an integer beyond any double
+            pass
+    try:  # MLflow's wording: the value as compact JSON, then its Python type
+        shown = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        shown = f"<{type(value).__name__}>"
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    raise BadRequest(f"Invalid value {shown} for parameter '{name}' supplied:  Hint: Value was of type "
+                     f"'{type(value).__name__}'.{API_DOCS_HINT}")
 
 
 def json_number(value: float) -> float | str:

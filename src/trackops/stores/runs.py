@@ -166,19 +166,20 @@ def delete_tag(conn: sa.Connection, run_id: str, key: str) -> None:
         raise ResourceDoesNotExist(f"No tag with name: {key} in run with id {run_id}")
 
 
-def log_params(conn: sa.Connection, run_id: str, params: Sequence[Param]) -> None:
-    """Insert validated params; a key already logged with another value is InvalidParameterValue."""
+def log_params(conn: sa.Connection, run_id: str, params: Sequence[Param], *, single: bool = False) -> None:
+    """Insert validated params; a key already logged with another value is InvalidParameterValue
+    (`single`: worded as MLflow words it for log-parameter rather than for log-batch)."""
     if not params:
         return
     wanted = {p.key: p.value for p in params}
-    _check_unchanged(conn, run_id, wanted)
+    _check_unchanged(conn, run_id, wanted, single)
     insert_ignoring_duplicates(conn, s.params, [{"run_uuid": run_id, "key": k, "value": v}
                                                 for k, v in wanted.items()])
     # A concurrent writer may have logged one of these keys between the check and the insert.
-    _check_unchanged(conn, run_id, wanted)
+    _check_unchanged(conn, run_id, wanted, single)
 
 
-def _check_unchanged(conn: sa.Connection, run_id: str, wanted: dict[str, str]) -> None:
+def _check_unchanged(conn: sa.Connection, run_id: str, wanted: dict[str, str], single: bool = False) -> None:
     p = s.params
     changed = []
     for part in chunks(list(wanted)):
@@ -186,11 +187,15 @@ def _check_unchanged(conn: sa.Connection, run_id: str, wanted: dict[str, str]) -
                                                                            p.c.key.in_(part))):
             if value != wanted[key]:
                 changed.append((key, value, wanted[key]))
-    if changed:
-        detail = ", ".join(f"key='{k}' was already logged with value='{old}' (attempted value '{new}')"
-                           for k, old, new in changed)
+    if changed and single:
+        key, old, new = changed[0]
+        raise InvalidParameterValue(f"Changing param values is not allowed. Param with key='{key}' was already "
+                                    f"logged with value='{old}' for run ID='{run_id}'. Attempted logging new "
+                                    f"value '{new}'.")
+    if changed:  # MLflow's text: the list of dicts, as Python prints it
+        detail = [{"key": k, "old_value": old, "new_value": new} for k, old, new in changed]
         raise InvalidParameterValue(
-            f"Changing param values is not allowed. For run ID='{run_id}': {detail}.")
+            f"Changing param values is not allowed. Params were already logged='{detail}' for run ID='{run_id}'.")
 
 
 def log_batch(conn: sa.Connection, run_id: str, metric_list: Sequence[Metric] = (),
@@ -233,7 +238,7 @@ def log_metric(conn: sa.Connection, run_id: str, metric: Metric) -> None:
 def log_param(conn: sa.Connection, run_id: str, param: Param) -> None:
     clean = validate_param(param)
     active_row(conn, run_id)
-    log_params(conn, run_id, [clean])
+    log_params(conn, run_id, [clean], single=True)
 
 
 def set_tag(conn: sa.Connection, run_id: str, tag: RunTag) -> None:

@@ -224,8 +224,7 @@ class TrackingStore:
                                          end_step: int | None = None) -> list[Metric]:
         """Up to max_results points per run, evenly sampled by step, first and last kept (run_id set)."""
         if (start_step is None) != (end_step is None):
-            raise InvalidParameterValue("Both start_step and end_step must be specified together, "
-                                        "or neither may be specified.")
+            raise InvalidParameterValue("If either start step or end step are specified, both must be specified.")
         max_results = max(1, int(max_results))
         found: list[Metric] = []
         with self._read() as conn:

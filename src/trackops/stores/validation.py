@@ -62,7 +62,8 @@ def _check_name(name: object, path: str, what: str) -> None:
     normal = posixpath.normpath(name)
     if normal != name or normal == "." or normal.startswith("..") or normal.startswith("/"):
         raise _invalid(path, name, "Names may be treated as files in certain cases, and must not "
-                                   f"resolve to other names when treated as such ({normal!r})")
+                                   f"resolve to other names when treated as such. This name would resolve to "
+                                   f"{normal!r}")
 
 
 # Shared with the registry and logged-model stores, which check names and report bad values the same way.

@@ -76,7 +76,7 @@ def client_facing(path: str, action: str) -> Iterator[None]:
     try:
         yield
     except ArtifactNotFound:
-        raise ResourceDoesNotExist(f"no artifact at '{path}'") from None
+        raise ResourceDoesNotExist(f"No such artifact: '{path}'") from None
     except (ArtifactError, ArtifactStoreNotFound) as exc:
         log.warning("artifact store failed to %s '%s': %s", action, path, exc.message)
         raise ArtifactStoreFailed(f"the artifact store failed to {action} '{path}'; see the server log") from None
@@ -105,7 +105,7 @@ def _safe(path: str, *, file: bool = False) -> str:
     try:
         return validate_path(path, file=file)
     except InvalidArtifactPath as exc:
-        raise InvalidParameterValue(f"Invalid path: {exc.reason}") from None
+        raise InvalidParameterValue(exc.client_message) from None
 
 
 @route("PUT", ARTIFACTS + "/{artifact_path:path}", Access.EDIT, Resource.ARTIFACT_PATH, raw=True)

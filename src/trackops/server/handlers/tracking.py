@@ -25,7 +25,8 @@ from trackops.artifacts.registry import split_artifact_uri
 from trackops.auth.guard import PermissionDenied
 from trackops.errors import InvalidParameterValue, ResourceDoesNotExist, TrackopsError
 from trackops.server import serialize as ser
-from trackops.server.protocol import INT64_MAX, INT64_MIN, BadRequest, Params, entry_str, metric_value
+from trackops.server.protocol import (API_DOCS_HINT, INT64_MAX, INT64_MIN, BadRequest, Params, entry_str, metric_value,
+                                      missing_message)
 from trackops.server.routing import Access, Resource, route
 from trackops.stores.uris import resolve_uri_if_local
 from trackops.stores.locations import validate_experiment_location
@@ -72,12 +73,13 @@ def _metric(item: Any, *, field: str = "metrics") -> Metric:
     return _checked_metric(item, field)
 
 
-def _checked_metric(item: Any, field: str) -> Metric:
+def _checked_metric(item: Any, field: str, index: int | None = None) -> Metric:
     if not isinstance(item, dict):
         raise BadRequest(f"Invalid value in '{field}': each metric must be an object.")
     p = Params(item)
-    if "value" not in item:
-        raise BadRequest("Missing value for required parameter 'value'.")
+    for name in ("key", "value", "timestamp"):  # named by their place in the request, as MLflow names them
+        if item.get(name) in (None, ""):
+            raise BadRequest(missing_message(f"{field}[{index}].{name}" if index is not None else name))
     return Metric(key=p.str("key", required=True), value=metric_value(item["value"]),
                   timestamp=p.int64("timestamp", required=True), step=p.int64("step", default=0),
                   model_id=p.str("model_id"), dataset_name=p.str("dataset_name"),
@@ -149,9 +151,7 @@ def restore_experiment(ctx, p: Params, _path) -> dict:
 @route("POST", "/mlflow/experiments/update", Access.EDIT, Resource.EXPERIMENT)
 def update_experiment(ctx, p: Params, _path) -> dict:
     experiment_id = p.str("experiment_id", required=True)
-    new_name = p.str("new_name")
-    if new_name:
-        ctx.tracking.rename_experiment(experiment_id, new_name)
+    ctx.tracking.rename_experiment(experiment_id, p.str("new_name", required=True))
     return {}
 
 
@@ -261,7 +261,7 @@ def _points(items: list[Any]) -> list[tuple[str, float, int, int]] | None:
     goes through the checked reader, which refuses what MLflow refuses."""
     out = []
     append = out.append
-    for item in items:
+    for index, item in enumerate(items):
         if type(item) is dict and len(item) <= 4:
             key, value, timestamp, step = item.get("key"), item.get("value"), item.get("timestamp"), item.get("step", 0)
             if (type(key) is str and key and type(timestamp) is int and type(step) is int
@@ -272,7 +272,7 @@ def _points(items: list[Any]) -> list[tuple[str, float, int, int]] | None:
                 if type(value) is int and INT64_MIN <= value <= INT64_MAX:
                     append((key, float(value), timestamp, step))
                     continue
-        m = _checked_metric(item, "metrics")
+        m = _checked_metric(item, "metrics", index)
         if m.model_id is not None or m.dataset_name is not None or m.dataset_digest is not None:
             return None
         append((m.key, m.value, m.timestamp, m.step))
@@ -342,7 +342,7 @@ def get_metric_history_bulk(ctx, p: Params, _path) -> dict:
         raise InvalidParameterValue("GetMetricHistoryBulk request must specify at least one run_id.")
     if len(run_ids) > MAX_BULK_RUNS:
         raise InvalidParameterValue(f"GetMetricHistoryBulk request cannot specify more than {MAX_BULK_RUNS} "
-                                    f"run_ids. Received {len(run_ids)} run_ids.")
+                                    f"run_ids. Received {len(run_ids)} run_ids.{API_DOCS_HINT}")
     key = p.str("metric_key")
     if key is None:
         raise InvalidParameterValue("GetMetricHistoryBulk request must specify a metric_key.")
@@ -361,13 +361,13 @@ def get_metric_history_bulk(ctx, p: Params, _path) -> dict:
 def get_metric_history_bulk_interval(ctx, p: Params, _path) -> dict:
     run_ids = requested.run_ids(p)  # the same ids the auth guard checks
     if not run_ids:
-        raise BadRequest("Missing value for required parameter 'run_ids'.")
+        raise BadRequest(missing_message("run_ids"))
     if len(run_ids) > MAX_BULK_RUNS:
         raise InvalidParameterValue(f"GetMetricHistoryBulkInterval request must specify at most {MAX_BULK_RUNS} "
-                                    f"run_ids. Received {len(run_ids)} run_ids.")
+                                    f"run_ids. Received {len(run_ids)} run_ids.{API_DOCS_HINT}")
     max_results = p.int64("max_results", default=MAX_BULK_RESULTS)
     if not 1 <= max_results <= MAX_BULK_RESULTS:
-        raise InvalidParameterValue(f"max_results must be between 1 and {MAX_BULK_RESULTS}.")
+        raise InvalidParameterValue(f"max_results must be between 1 and {MAX_BULK_RESULTS}.{API_DOCS_HINT}")
     start, end = p.int64("start_step"), p.int64("end_step")
     if start is not None and end is not None and start > end:
         raise InvalidParameterValue("end_step must be greater than start_step. "
