@@ -1,8 +1,9 @@
-"""A real `trackops serve` subprocess on a free port, for tests that drive it over HTTP."""
+"""Real `trackops serve` and `mlflow server` subprocesses on free ports, for tests that drive them over HTTP."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -55,3 +56,41 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+class MlflowServerProcess:
+    """`mlflow server` (the oracle) on a SQLite file and an artifacts folder in `work`, one worker;
+    `url` once /health answers; `stop()` sends SIGTERM to its process group (gunicorn/uvicorn workers)."""
+
+    def __init__(self, work: Path, timeout: float = 120):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = work / f"mlflow-server-{self.port}.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+                 f"sqlite:///{work / 'mlflow.db'}", "--artifacts-destination", str(work / "art"),
+                 "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+                cwd=work, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"mlflow server did not answer /health:\n{self.log.read_text(errors='replace')}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()

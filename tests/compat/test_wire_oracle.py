@@ -7,17 +7,12 @@ versions and error codes. Error responses are compared by HTTP status and error 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 import requests
 
 pytest.importorskip("mlflow")
 
-from tests.compat.server import ServerProcess, free_port  # noqa: E402
+from tests.compat.server import MlflowServerProcess, ServerProcess  # noqa: E402
 
 KEEP_VALUES = {"status", "lifecycle_stage", "current_stage", "version", "error_code", "is_dir", "name", "key",
                "value", "stage", "alias", "aliases", "file_size", "path", "step", "model_type", "description",
@@ -42,35 +37,9 @@ def shape(value, key: str | None = None):
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
-    work = tmp_path_factory.mktemp("mlflow-oracle")
-    port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
-                             f"sqlite:///{work / 'mlflow.db'}", "--artifacts-destination", str(work / "art"),
-                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                            cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**__import__("os").environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if requests.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail("mlflow server did not start")
-        time.sleep(0.3)
-    yield url
-    import os
-    import signal
-
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    server = MlflowServerProcess(tmp_path_factory.mktemp("mlflow-oracle"))
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(scope="module")

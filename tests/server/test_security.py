@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import requests
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from tests.compat.server import ServerProcess, free_port
+from tests.compat.server import MlflowServerProcess, ServerProcess
 from trackops.config import Settings
 from trackops.db.engine import create_engine
 from trackops.errors import UsageError
@@ -267,35 +265,9 @@ def oracle_requests(base: str, port: int) -> list[tuple[str, int, str]]:
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     pytest.importorskip("mlflow")
-    import os
-    import signal
-
-    work = tmp_path_factory.mktemp("mlflow-security")
-    port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
-                             f"sqlite:///{work / 'mlflow.db'}", "--artifacts-destination", str(work / "art"),
-                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                            cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            try:
-                if requests.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail("mlflow server did not start")
-            time.sleep(0.3)
-        yield url, port
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    server = MlflowServerProcess(tmp_path_factory.mktemp("mlflow-security"))
+    yield server.url, server.port
+    server.stop()
 
 
 def test_trackops_answers_the_security_requests_as_mlflow_server_does(mlflow_server, tmp_path):
