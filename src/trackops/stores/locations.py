@@ -134,6 +134,24 @@ def _local_dir(uri: str) -> pathlib.Path:
     return pathlib.Path(path).resolve()
 
 
+IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
+# The sources MLflow's client and store give a prompt version (it has no artifacts).
+PROMPT_SOURCE_PLACEHOLDERS = frozenset({"dummy-source", "prompt-template"})
+
+
+def is_prompt(tags: dict[str, str]) -> bool:
+    """As MLflow decides it for a model-versions/create: only an `mlflow.prompt.is_prompt` of "true"."""
+    return tags.get(IS_PROMPT_TAG, "false").lower() == "true"
+
+
+def validate_prompt_source(source: str) -> None:
+    """A prompt version's source: one of MLflow's placeholders, nothing else (a server must not
+    register a path or bucket as a prompt)."""
+    if source not in PROMPT_SOURCE_PLACEHOLDERS:
+        raise InvalidParameterValue(f"Invalid prompt source: '{source}'. Prompt sources must use an MLflow "
+                                    "placeholder.")
+
+
 def validate_model_version_source(source: str, run_id: str | None, model_id: str | None, *,
                                   run_artifact_uri: Callable[[str], str | None],
                                   model_location: Callable[[str], str | None]) -> None:

@@ -15,12 +15,9 @@ from trackops.errors import InvalidParameterValue, ResourceDoesNotExist, StoreEr
 from trackops.server import serialize as ser
 from trackops.server.protocol import BadRequest, Params, checked_str
 from trackops.server.routing import Access, Resource, route
-from trackops.stores.locations import validate_model_version_source
+from trackops.stores.locations import is_prompt, validate_model_version_source, validate_prompt_source
 
 MODEL_VERSIONS_TAG = "mlflow.modelVersions"
-IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
-# The sources MLflow's client and store give a prompt version (it has no artifacts).
-PROMPT_SOURCE_PLACEHOLDERS = frozenset({"dummy-source", "prompt-template"})
 SEARCH_MODELS_DEFAULT = 100
 SEARCH_VERSIONS_DEFAULT = 10_000
 
@@ -156,11 +153,8 @@ def create_model_version(ctx, p: Params, _path) -> dict:
     name, model_id = _name(p), p.str("model_id") or None
     source, run_id = p.str("source", required=True), p.str("run_id") or None
     tags = _tags(p.list("tags"), ModelVersionTag)
-    if _is_prompt(tags):
-        # A prompt version has no artifacts: its source is one of MLflow's placeholders, nothing else.
-        if source not in PROMPT_SOURCE_PLACEHOLDERS:
-            raise InvalidParameterValue(f"Invalid prompt source: '{source}'. Prompt sources must use an MLflow "
-                                        "placeholder.")
+    if is_prompt({t.key: t.value for t in tags}):
+        validate_prompt_source(source)
     else:
         validate_model_version_source(source, run_id, model_id, run_artifact_uri=lambda r: _run_uri(ctx, r),
                                       model_location=lambda m: _model_location(ctx, m))
@@ -171,12 +165,6 @@ def create_model_version(ctx, p: Params, _path) -> dict:
     if model_id and ctx.logged_models is not None:
         _record_on_logged_model(ctx, name, str(version.version), model_id)
     return {"model_version": ser.model_version(version)}
-
-
-def _is_prompt(tags: list) -> bool:
-    """As MLflow decides it: the last `mlflow.prompt.is_prompt` tag wins, and only "true" makes a prompt."""
-    values = {t.key: t.value for t in tags}
-    return values.get(IS_PROMPT_TAG, "false").lower() == "true"
 
 
 def _run_uri(ctx, run_id: str) -> str | None:
