@@ -79,6 +79,16 @@ def write_sample_data(tracking_uri: str) -> dict[str, str]:
             "model_id": model.model_id, "model_name": MODEL_NAME, "version": version.version}
 
 
+def metric_page(run_a: str, run_b: str, experiment_id: str, key: str) -> str:
+    """The metric page's hash route as the UI builds it (Routes.getMetricPageRoute): ``/metric`` with the
+    runs, the metric and the plot state in the query; the page reads ``plot_metric_keys`` as JSON."""
+    q = urllib.parse.quote
+    return (f"/#/metric?runs={q(json.dumps([run_a, run_b]))}&metric={q(json.dumps(key))}"
+            f"&experiments={q(json.dumps([experiment_id]))}&plot_metric_keys={q(json.dumps([key]))}"
+            "&plot_layout=%7B%7D&x_axis=step&y_axis_scale=linear&line_smoothness=1&show_point=false"
+            "&deselected_curves=%5B%5D&last_linear_y_axis_range=%5B%5D")
+
+
 def pages(ids: dict[str, str]) -> list[tuple[str, str]]:
     """(page name, hash route) for each page of the UI that is visited."""
     e, r, r2, m = ids["experiment_id"], ids["run_id"], ids["run_id_2"], ids["model_name"]
@@ -93,7 +103,7 @@ def pages(ids: dict[str, str]) -> list[tuple[str, str]]:
         ("run-artifact-png", f"/#/experiments/{e}/runs/{r}/artifacts/images/plot.png"),
         ("run-artifact-json", f"/#/experiments/{e}/runs/{r}/artifacts/config.json"),
         ("run-artifact-text", f"/#/experiments/{e}/runs/{r}/artifacts/notes/readme.txt"),
-        ("metric", f"/#/metric/loss?runs={runs}&experiments={urllib.parse.quote(json.dumps([e]))}"),
+        ("metric", metric_page(r, r2, e, "loss")),
         ("compare-runs", f"/#/compare-runs?runs={runs}&experiments={urllib.parse.quote(json.dumps([e]))}"),
         ("logged-models", f"/#/experiments/{e}/models"),
         ("logged-model", f"/#/experiments/{e}/models/{ids['model_id']}"),
