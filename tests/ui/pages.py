@@ -1,7 +1,9 @@
 """Helpers for the page-by-page UI tests (tests/ui/test_pages_*.py).
 
-- `serve(tmp_path_factory, name, *flags)` starts one `trackops serve` (SQLite, local artifacts)
-  for a whole test module; the module's fixture stops it.
+- `serve(tmp_path_factory, name, *flags, backend=...)` starts one `trackops serve` (local artifacts)
+  for a whole test module on a fresh SQLite file (`"sqlite"`), a fresh PostgreSQL database
+  (`"postgresql"`, dropped when the server stops; skips when PostgreSQL is unreachable unless
+  CI=true) or any backend-store URI; the module's fixture stops it.
 - `UiPage` is a Chromium page in its own context on MLflow's "Model training" side of the UI
   with the assistant panel closed (what a data scientist who trains models sees), which records
   every answer of the server that is >= 400: `ui.failures(expected=...)` lists the unexpected ones.
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.compat.server import ServerProcess
+from tests.conftest import POSTGRES_ADMIN_URL, _check_server, create_server_database, drop_server_database
 
 # The UI remembers these in localStorage; set before the app starts so every test sees the same page.
 INIT_SCRIPT = """
@@ -30,12 +33,35 @@ ALWAYS_EXPECTED = (re.compile(r"/ajax-api/2\.0/mlflow/users/current$"),)
 
 
 def serve(tmp_path_factory, name: str, *flags: str, env: dict[str, str] | None = None,
-          artifacts: str | None = None) -> ServerProcess:
-    """A `trackops serve` on a fresh SQLite database in its own folder."""
+          artifacts: str | None = None, backend: str = "sqlite") -> ServerProcess:
+    """A `trackops serve` in its own folder on a fresh database: `backend` is "sqlite", "postgresql"
+    (a new database, dropped by the returned server's `stop()`) or a backend-store URI."""
     work: Path = tmp_path_factory.mktemp(name)
-    args = ["--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}",
-            "--artifacts-destination", artifacts or str(work / "mlartifacts"), *flags]
-    return ServerProcess(args, work, env=env)
+    drop = None
+    if backend == "sqlite":
+        uri = f"sqlite:///{work / 'mlflow.db'}"
+    elif backend == "postgresql":
+        _check_server("PostgreSQL", POSTGRES_ADMIN_URL)
+        uri = drop = create_server_database(POSTGRES_ADMIN_URL)
+    else:
+        uri = backend
+    args = ["--backend-store-uri", uri, "--artifacts-destination", artifacts or str(work / "mlartifacts"), *flags]
+    try:
+        proc = ServerProcess(args, work, env=env)
+    except BaseException:
+        if drop:
+            drop_server_database(POSTGRES_ADMIN_URL, drop)
+        raise
+    if drop:
+        stop = proc.stop
+
+        def stop_and_drop() -> int:
+            code = stop()
+            drop_server_database(POSTGRES_ADMIN_URL, drop)
+            return code
+
+        proc.stop = stop_and_drop
+    return proc
 
 
 def client(base: str):

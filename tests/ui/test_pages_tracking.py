@@ -25,9 +25,9 @@ LOGGED = 60  # runs r0000..r0059 (and the newest) have params and metrics
 CHART_STEPS = 10_000
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    proc = serve(tmp_path_factory, "pages-tracking")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request, tmp_path_factory):
+    proc = serve(tmp_path_factory, f"pages-tracking-{request.param}", backend=request.param)
     try:
         yield proc.url
     finally:
