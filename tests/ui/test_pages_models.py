@@ -50,9 +50,9 @@ def write_data(base: str) -> dict:
     return {"experiment": experiment, "run": run_id, "artifact_uri": run.info.artifact_uri}
 
 
-@pytest.fixture(scope="module")
-def local(tmp_path_factory):
-    proc = serve(tmp_path_factory, "pages-models")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def local(request, tmp_path_factory):
+    proc = serve(tmp_path_factory, f"pages-models-{request.param}", backend=request.param)
     try:
         ids = write_data(proc.url)
         c = client(proc.url)
@@ -85,8 +85,8 @@ def on_s3(tmp_path_factory, moto_endpoint):
 
 
 @pytest.mark.parametrize("where", ["local", "on_s3"])
-def test_artifact_browser_previews_text_json_image_and_mlmodel(where, request, ui_factory):
-    base, ids = request.getfixturevalue(where)
+def test_artifact_browser_previews_text_json_image_and_mlmodel(where, local, request, ui_factory):
+    base, ids = local if where == "local" else request.getfixturevalue(where)
     ui = ui_factory(base)
     page = ui.open(f"/#/experiments/{ids['experiment']}/runs/{ids['run']}/artifacts")
     tree = page.locator("body")
