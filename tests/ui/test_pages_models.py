@@ -147,7 +147,11 @@ def test_models_list_model_page_and_version_page_show_tags_alias_and_stage_and_a
     page.get_by_role("switch").first.click()  # back to the classic view, where the stage can be changed
     page.get_by_role("dialog").get_by_role("button", name="Disable").click()
     page.get_by_text("Stage", exact=True).wait_for()
-    c.transition_model_version_stage(MODEL, ids["version"], "Staging")
+    stage = page.get_by_text("Stage", exact=True).locator("xpath=ancestor::*[3]")
+    stage.get_by_text("None", exact=True).click()
+    page.get_by_role("menuitem").filter(has_text="Staging").click()
+    page.get_by_role("dialog").get_by_role("button", name="OK").click()
+    until(lambda: c.get_model_version(MODEL, ids["version"]).current_stage == "Staging")
     page.reload()
     stage = page.get_by_text("Stage", exact=True).locator("xpath=ancestor::*[3]")
     stage.get_by_text("Staging", exact=True).wait_for()
