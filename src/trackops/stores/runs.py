@@ -11,9 +11,11 @@ the code MLflow 3.17's SQL store uses.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 
+import orjson
 import sqlalchemy as sa
 
 from trackops.db import schema as s
@@ -157,6 +159,21 @@ def set_tags(conn: sa.Connection, run_id: str, tags: Sequence[RunTag]) -> None:
     upsert(conn, s.tags, [{"run_uuid": run_id, "key": k, "value": v} for k, v in latest.items()], ["value"])
     if RUN_NAME_TAG in latest:
         conn.execute(s.runs.update().where(s.runs.c.run_uuid == run_id).values(name=latest[RUN_NAME_TAG]))
+
+
+LOGGED_MODELS_TAG = "mlflow.log-model.history"
+
+
+def record_logged_model(conn: sa.Connection, run_id: str, model: dict) -> None:
+    """Append a model's summary to the run's mlflow.log-model.history tag (a JSON list), as MLflow's
+    legacy runs/log-model does; the run row is locked so two appends do not lose one."""
+    active_row(conn, run_id, lock=True)
+    previous = conn.execute(sa.select(s.tags.c.value).where(s.tags.c.run_uuid == run_id,
+                                                            s.tags.c.key == LOGGED_MODELS_TAG)).scalar()
+    history = orjson.loads(previous) if previous else []
+    history.append(model)
+    value = json.dumps(history)
+    set_tags(conn, run_id, [validate_tag(RunTag(LOGGED_MODELS_TAG, value))])
 
 
 def delete_tag(conn: sa.Connection, run_id: str, key: str) -> None:

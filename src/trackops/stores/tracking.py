@@ -180,6 +180,10 @@ class TrackingStore:
     def set_tag(self, run_id: str, tag: RunTag) -> None:
         self._write(runs.set_tag, run_id, tag)
 
+    def record_logged_model(self, run_id: str, model: dict) -> None:
+        """Append to the run's mlflow.log-model.history tag (legacy runs/log-model)."""
+        self._write(runs.record_logged_model, run_id, model)
+
     def delete_tag(self, run_id: str, key: str) -> None:
         self._write(runs.delete_tag, run_id, key)
 

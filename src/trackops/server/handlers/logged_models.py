@@ -128,3 +128,50 @@ def list_logged_model_artifacts(ctx, p: Params, path: dict) -> dict:
     if files:
         out["files"] = files
     return out
+
+
+# --- legacy runs/log-model ----------------------------------------------------------------------
+
+_MODEL_FIELDS = ("artifact_path", "flavors", "utc_time_created", "run_id")
+
+
+def _model_summary(model: dict) -> dict:
+    """What MLflow keeps of an MLmodel in mlflow.log-model.history (``Model.get_tags_dict``): run id,
+    artifact path, creation time, model uuid, and the flavors without their ``config``."""
+    import datetime
+
+    out: dict[str, Any] = {}
+    if model["run_id"] is not None:
+        out["run_id"] = model["run_id"]
+    if model["artifact_path"] is not None:
+        out["artifact_path"] = model["artifact_path"]
+    created = model["utc_time_created"]
+    out["utc_time_created"] = str(created or datetime.datetime.now(datetime.UTC).replace(tzinfo=None))
+    out["model_uuid"] = model.get("model_uuid")
+    flavors = model["flavors"] if model["flavors"] is not None else {}
+    out["flavors"] = {name: ({k: v for k, v in conf.items() if k != "config"} if isinstance(conf, dict) else conf)
+                      for name, conf in flavors.items()}
+    return out
+
+
+@route("POST", "/mlflow/runs/log-model", Access.EDIT, Resource.RUN)
+def log_model(ctx, p: Params, _path) -> dict:
+    """MLflow 2's record of a model logged with a run: the model's summary is appended to the run's
+    ``mlflow.log-model.history`` tag. Refused as mlflow server refuses it: model_json that is not
+    JSON, or lacks one of artifact_path, flavors, utc_time_created and run_id."""
+    import json
+
+    run_id = p.str("run_id", required=True)
+    model_json = p.str("model_json", required=True)
+    try:
+        model = json.loads(model_json)
+    except ValueError:
+        model = None
+    if not isinstance(model, dict) or not (model.get("flavors") is None or isinstance(model["flavors"], dict)):
+        raise InvalidParameterValue(f"Malformed model info. \n {model_json} \n is not a valid JSON.")
+    missing = [f for f in _MODEL_FIELDS if f not in model]
+    if missing:
+        shown = "{" + ", ".join(repr(f) for f in missing) + "}"
+        raise InvalidParameterValue(f"Model json is missing mandatory fields: {shown}")
+    ctx.tracking.record_logged_model(run_id, _model_summary(model))
+    return {}
