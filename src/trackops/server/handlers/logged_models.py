@@ -7,6 +7,8 @@ finds it again through ``logged-models/search``.
 
 from __future__ import annotations
 
+import datetime
+import json
 from typing import Any
 
 from trackops.artifacts import locate
@@ -138,8 +140,6 @@ _MODEL_FIELDS = ("artifact_path", "flavors", "utc_time_created", "run_id")
 def _model_summary(model: dict) -> dict:
     """What MLflow keeps of an MLmodel in mlflow.log-model.history (``Model.get_tags_dict``): run id,
     artifact path, creation time, model uuid, and the flavors without their ``config``."""
-    import datetime
-
     out: dict[str, Any] = {}
     if model["run_id"] is not None:
         out["run_id"] = model["run_id"]
@@ -159,8 +159,6 @@ def log_model(ctx, p: Params, _path) -> dict:
     """MLflow 2's record of a model logged with a run: the model's summary is appended to the run's
     ``mlflow.log-model.history`` tag. Refused as mlflow server refuses it: model_json that is not
     JSON, or lacks one of artifact_path, flavors, utc_time_created and run_id."""
-    import json
-
     run_id = p.str("run_id", required=True)
     model_json = p.str("model_json", required=True)
     try:
