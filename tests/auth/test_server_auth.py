@@ -68,7 +68,8 @@ def test_every_route_declares_an_access_the_guard_knows():
     from trackops.server.routing import Access, Resource
 
     resolvable = {Resource.EXPERIMENT, Resource.RUN, Resource.LOGGED_MODEL, Resource.REGISTERED_MODEL,
-                  Resource.ARTIFACT_PATH, Resource.SEARCH}
+                  Resource.ARTIFACT_PATH, Resource.SEARCH, Resource.TRACE, Resource.TRACES, Resource.EXPERIMENTS,
+                  Resource.EXPERIMENT_HEADER}
     for r in all_routes():
         assert isinstance(r.access, Access) and isinstance(r.resource, Resource), r.path
         if r.access in (Access.READ, Access.EDIT, Access.MANAGE):

@@ -8,7 +8,7 @@ per-process secret), so a correct password costs one slow hash per cache TTL, no
 `Guard.authorize(user, access, resource, params, path)` checks the permission a route declares
 (`server.routing.Access` / `Resource`, passed by name so this module does not depend on the
 server) on the experiment or registered model the request touches. Effective permissions and the
-run/logged-model -> experiment mapping are cached per worker; the ``auth`` epoch clears them, so
+run / logged model / trace -> experiment mapping are cached per worker; the ``auth`` epoch clears them, so
 a changed password, deleted user or revoked grant is seen by every worker within `epoch_interval`.
 """
 
@@ -71,6 +71,24 @@ class NeedsDatabase(Exception):
     """Raised by a cache-only check that cannot decide without the database."""
 
 
+class _Refused(Exception):
+    """A request whose resource cannot be resolved (an unknown trace, no experiment listed): denied, as
+    MLflow's validators deny it, so the answer does not tell which ids exist."""
+
+    def __init__(self, what: str):
+        super().__init__(what)
+        self.what = what
+
+
+# what -> (table, key column): the objects whose experiment never changes, resolved by primary key.
+_OWNED = {
+    "run": lambda: (schema.runs, schema.runs.c.run_uuid),
+    "logged_model": lambda: (schema.logged_models, schema.logged_models.c.model_id),
+    "trace": lambda: (schema.trace_info, schema.trace_info.c.request_id),
+}
+_IN_CHUNK = 500  # ids per IN list: well below every dialect's bound-parameter limit
+
+
 class _LRU:
     def __init__(self, size: int):
         self.size = size
@@ -127,7 +145,7 @@ class Guard:
         self._pepper = os.urandom(32)
         self.throttle = throttle if throttle is not None else FailureThrottle()
         self._perms = _LRU(20_000)
-        self._owners = _LRU(20_000)  # run / logged model -> experiment id: never changes
+        self._owners = _LRU(20_000)  # run / logged model / trace -> experiment id: never changes
         self.watch = epoch.EpochWatch(engine, self._epoch_moved, interval=epoch_interval)
         # Bumped whenever caches are cleared: a result read from the database before a clear is not
         # cached after it (it may predate the change that caused the clear).
@@ -228,6 +246,27 @@ class Guard:
         if resource == "ARTIFACT_PATH":
             exp = artifact_experiment(path.get("artifact_path") or _param(params, "path") or "")
             return None if exp is None else [(EXPERIMENT, exp)]
+        if resource in ("TRACE", "TRACES"):
+            # As MLflow: every trace named must resolve; an unknown one is refused, not "not found". A
+            # single-trace route without an id is left to the handler (400).
+            ids = requested.trace_ids(params, path) if resource == "TRACE" else requested.listed_trace_ids(params)
+            if not ids and resource == "TRACES":
+                raise _Refused("the traces it names (none given)")
+            owners = self._owners_of("trace", ids, db=db)
+            for t in ids:
+                if t not in owners:
+                    raise _Refused(f"trace '{t}'")
+            return list(dict.fromkeys((EXPERIMENT, owners[t]) for t in ids))
+        if resource == "EXPERIMENTS":
+            ids = requested.experiment_ids(params)
+            if not ids:  # MLflow denies an unscoped trace search or metrics query
+                raise _Refused("the experiments it names (none given)")
+            return [(EXPERIMENT, _int_key(e)) for e in ids]
+        if resource == "EXPERIMENT_HEADER":
+            exp = _param(params, "experiment_id")
+            if exp is None:
+                raise InvalidParameterValue("Missing header x-mlflow-experiment-id")
+            return [(EXPERIMENT, _int_key(exp))]
         return []  # SEARCH is filtered inside the query; NONE needs only a user
 
     def authorize(self, user: User, access: str, resource: str, params: Any, path: Mapping[str, Any], *,
@@ -244,13 +283,21 @@ class Guard:
         if access == "ADMIN":
             raise PermissionDenied(f"Permission denied: this endpoint is for administrators (user '{user.username}').")
         needed = Permission[access]
-        targets = self.targets(resource, params, path, db=db)
+        try:
+            targets = self.targets(resource, params, path, db=db)
+        except _Refused as refused:
+            raise PermissionDenied(f"Permission denied: user '{user.username}' needs {needed.name} on "
+                                   f"{refused.what}.") from None
         if targets is None:
             raise PermissionDenied(f"Permission denied: only administrators may use this path "
                                    f"(user '{user.username}').")
         for kind, key in targets:
             self._require(user, kind, key, needed, db=db)
-        for what, ident, perm in requested.linked(endpoint, params):
+        links = requested.linked(endpoint, params)
+        traces = [ident for what, ident, _ in links if what == "trace"]
+        if len(traces) > 1:
+            self._owners_of("trace", traces, db=db)  # one query for all of them, then from the cache
+        for what, ident, perm in links:
             self._require_linked(user, what, ident, Permission[perm], db=db)
 
     def _require(self, user: User, kind: str, key: Any, needed: Permission, *, db: bool = True) -> None:
@@ -296,18 +343,42 @@ class Guard:
         return result
 
     def _owner(self, what: str, ident: str, *, db: bool = True) -> int | None:
+        """The experiment of a run, logged model or trace (by primary key), or None when it is unknown."""
         cached = self._owners.get((what, ident))
         if cached is not None:
             return cached
         if not db:
             raise NeedsDatabase
-        table, col = (schema.runs, schema.runs.c.run_uuid) if what == "run" else \
-            (schema.logged_models, schema.logged_models.c.model_id)
+        table, col = _OWNED[what]()
         with self.engine.connect() as conn:
             owner = conn.execute(sa.select(table.c.experiment_id).where(col == ident)).scalar()
         if owner is not None:
             self._owners.put((what, ident), int(owner))
         return None if owner is None else int(owner)
+
+    def _owners_of(self, what: str, idents: list[str], *, db: bool = True) -> dict[str, int]:
+        """{id: experiment id} for those of `idents` that exist: the cache first, then one query (per
+        500 ids) on the primary key for the rest."""
+        found: dict[str, int] = {}
+        missing: list[str] = []
+        for ident in idents:
+            cached = self._owners.get((what, ident))
+            if cached is None:
+                missing.append(ident)
+            else:
+                found[ident] = cached
+        if not missing:
+            return found
+        if not db:
+            raise NeedsDatabase
+        table, col = _OWNED[what]()
+        with self.engine.connect() as conn:
+            for start in range(0, len(missing), _IN_CHUNK):
+                chunk = missing[start:start + _IN_CHUNK]
+                for ident, owner in conn.execute(sa.select(col, table.c.experiment_id).where(col.in_(chunk))):
+                    found[ident] = int(owner)
+                    self._owners.put((what, ident), int(owner))
+        return found
 
     def _experiment_by_name(self, name: str, *, db: bool = True) -> int | None:
         if not db:

@@ -52,6 +52,38 @@ def run_ids(params: Any) -> list[str]:
     return _ids(v for name in RUN_ID_PARAMS for v in values(params, name))
 
 
+TRACE_ID_PARAMS = ("trace_id", "request_id")
+
+
+def trace_ids(params: Any, path: Any = None) -> list[str]:
+    """Every trace a single-trace request names: the ``trace_id`` path segment and all ``trace_id`` and
+    ``request_id`` parameters (the v2 routes and ``get-trace-artifact`` call it ``request_id``)."""
+    named = [path.get("trace_id")] if path else []
+    return _ids([*named, *(v for name in TRACE_ID_PARAMS for v in values(params, name))])
+
+
+def listed_trace_ids(params: Any) -> list[str]:
+    """Every trace a batch request lists in ``trace_ids``."""
+    return _ids(values(params, "trace_ids"))
+
+
+def _location_experiment(location: Any) -> Any:
+    experiment = location.get("mlflow_experiment") if isinstance(location, dict) else None
+    return experiment.get("experiment_id") if isinstance(experiment, dict) else None
+
+
+def experiment_ids(params: Any) -> list[str]:
+    """Every experiment a trace request lists: ``experiment_ids``, each search location's
+    ``mlflow_experiment.experiment_id``, and a new trace's ``trace_info.trace_location``."""
+    found = list(values(params, "experiment_ids"))
+    found += [_location_experiment(location) for location in values(params, "locations")]
+    for trace in _objects(params, "trace"):
+        info = trace.get("trace_info")
+        if isinstance(info, dict):
+            found.append(_location_experiment(info.get("trace_location")))
+    return _ids(found)
+
+
 def _objects(params: Any, name: str) -> list[dict]:
     return [item for item in values(params, name) if isinstance(item, dict)]
 
@@ -60,7 +92,8 @@ def _model_ids(items: Iterable[dict]) -> list[str]:
     return _ids(item.get("model_id") for item in items)
 
 
-# (what, id, needed permission name): what is "run", "logged_model", "experiment" or "registered_model".
+# (what, id, needed permission name): what is "run", "logged_model", "trace", "experiment" or
+# "registered_model".
 Link = tuple[str, str, str]
 
 
@@ -89,7 +122,8 @@ def linked(endpoint: str, params: Any) -> list[Link]:
 
     Mirrors MLflow's basic-auth validators: READ on a version's run, logged model and models:/ source;
     READ on a new logged model's source run; EDIT (MLflow's "update") on every logged model a run's
-    inputs, outputs or metrics are attached to.
+    inputs, outputs or metrics are attached to; READ on every trace linked to a run. trackops also
+    asks EDIT on the run OTLP ingest links its traces to (MLflow does not check that header).
     """
     if endpoint == "POST /mlflow/model-versions/create":
         links = [("run", r, "READ") for r in _ids(values(params, "run_id"))]
@@ -105,4 +139,9 @@ def linked(endpoint: str, params: Any) -> list[Link]:
         return [("logged_model", m, "EDIT") for m in _ids(values(params, "model_id"))]
     if endpoint == "POST /mlflow/runs/log-batch":
         return [("logged_model", m, "EDIT") for m in _model_ids(_objects(params, "metrics"))]
+    if endpoint == "POST /mlflow/traces/link-to-run":
+        return [("trace", t, "READ") for t in listed_trace_ids(params)]
+    if endpoint == "POST /v1/traces":
+        # OTLP ingest links the finished traces to the x-mlflow-run-id run: EDIT on it, as link-to-run.
+        return [("run", r, "EDIT") for r in _ids(values(params, "run_id"))]
     return []

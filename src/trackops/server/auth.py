@@ -23,6 +23,7 @@ import logging
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 
 from trackops.auth.guard import Guard, NeedsDatabase
 from trackops.auth.permissions import Permission
@@ -32,6 +33,10 @@ from trackops.auth.users import EXPERIMENT, REGISTERED_MODEL, User
 log = logging.getLogger("trackops.auth")
 
 current_user: contextvars.ContextVar[User | None] = contextvars.ContextVar("trackops_user", default=None)
+# The request's headers, for a route whose resource a header names (OTLP ingest); set by `authenticate`.
+_headers: contextvars.ContextVar[Any] = contextvars.ContextVar("trackops_headers", default=None)
+EXPERIMENT_HEADER = "x-mlflow-experiment-id"
+RUN_HEADER = "x-mlflow-run-id"
 
 
 class AuthLayer:
@@ -47,6 +52,8 @@ class AuthLayer:
         current_user.set(None)
         if route.access.name == "PUBLIC":
             return None
+        if route.resource.name == "EXPERIMENT_HEADER":
+            _headers.set(request.headers)
         guard = self.guard
         if guard.watch.due():
             await run_in_threadpool(guard.check_epoch)
@@ -62,6 +69,8 @@ class AuthLayer:
         if user is None or user.is_admin:
             return
         access, resource = route.access.name, route.resource.name
+        if resource == "EXPERIMENT_HEADER":
+            params = _header_params(_headers.get())
         check = functools.partial(self.guard.authorize, user, access, resource, params, path_params,
                                   endpoint=f"{route.method} {route.path}")
         try:
@@ -83,6 +92,13 @@ class AuthLayer:
         with self.guard.engine.begin() as conn:
             self.guard.store.grant_by_id(conn, user.id, kind, resource, Permission.MANAGE)
         self.guard.forget_permissions()
+
+
+def _header_params(headers: Any) -> QueryParams:
+    """The ids an OTLP export names in its headers, as the parameters the guard reads."""
+    found = [] if headers is None else [(name, headers.get(header)) for name, header in (
+        ("experiment_id", EXPERIMENT_HEADER), ("run_id", RUN_HEADER))]
+    return QueryParams([(name, value) for name, value in found if value])
 
 
 def _restrict(stmt, *, user: User, default: Permission, what: str):

@@ -35,6 +35,11 @@ class Resource(enum.Enum):
     LOGGED_MODEL = "logged_model"  # resolved to the model's experiment
     REGISTERED_MODEL = "registered_model"
     ARTIFACT_PATH = "artifact_path"  # proxied artifacts: resolved from the path's experiment id
+    TRACE = "trace"  # resolved to the trace's experiment (trace_id in the path or parameters, or request_id)
+    TRACES = "traces"  # every trace in trace_ids, resolved in one query; none, or an unknown one, is refused
+    EXPERIMENTS = "experiments"  # every experiment id the body lists (experiment_ids, locations, a new
+    #                              trace's location); a request that lists none is refused
+    EXPERIMENT_HEADER = "experiment_header"  # OTLP ingest: the x-mlflow-experiment-id header
     SEARCH = "search"  # filtered inside the query by what the user may read
 
 

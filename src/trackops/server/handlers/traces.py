@@ -6,8 +6,9 @@ least 3.4 from ``GET /version``; its trace exporter posts the TraceInfo to ``POS
 /api/3.0/mlflow/traces``. Reads go through ``traces/get`` / ``traces/batchGet`` (spans) and
 ``traces/search`` (infos). Tags, deletion and links use the 2.0 paths, assessments the 3.0 ones.
 
-Permissions: with ``--auth`` the trace endpoints are for administrators (a trace's experiment is
-only known after reading it, and the route table checks permissions before the handler runs).
+Permissions: with ``--auth`` a trace takes the permission of its experiment, as in MLflow's basic-auth
+app (docs/auth.md): READ to get, batch-get, search and read assessments; EDIT to start a trace, ingest
+OTLP spans, tag, link and write assessments; MANAGE (MLflow's "delete") to delete traces.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from starlette.responses import Response
 from trackops.errors import InvalidParameterValue
 from trackops.server import trace_json as tj
 from trackops.server.protocol import BadRequest, Params
-from trackops.server.routing import Access, route
+from trackops.server.routing import Access, Resource, route
 from trackops.stores import otlp, trace_search
 from trackops.stores.traces import TraceStore
 
@@ -56,7 +57,7 @@ def _ids(p: Params, name: str) -> list[str]:
 
 # --- writes -------------------------------------------------------------------------------------
 
-@route("POST", BASE, Access.ADMIN, versions=V3)
+@route("POST", BASE, Access.EDIT, Resource.EXPERIMENTS, versions=V3)
 def start_trace(ctx, p: Params, _path) -> dict:
     trace = p.obj("trace")
     if not trace:
@@ -65,20 +66,20 @@ def start_trace(ctx, p: Params, _path) -> dict:
     return {"trace": {"trace_info": tj.trace_info_json(info)}}
 
 
-@route("PATCH", BASE + "/{trace_id}/tags", Access.ADMIN, versions=BOTH)
+@route("PATCH", BASE + "/{trace_id}/tags", Access.EDIT, Resource.TRACE, versions=BOTH)
 def set_trace_tag(ctx, p: Params, path: dict) -> dict:
     key = p.str("key", required=True)
     store(ctx).set_trace_tag(path["trace_id"], key, p.str("value") or "")
     return {}
 
 
-@route("DELETE", BASE + "/{trace_id}/tags", Access.ADMIN, versions=BOTH)
+@route("DELETE", BASE + "/{trace_id}/tags", Access.EDIT, Resource.TRACE, versions=BOTH)
 def delete_trace_tag(ctx, p: Params, path: dict) -> dict:
     store(ctx).delete_trace_tag(path["trace_id"], p.str("key", required=True))
     return {}
 
 
-@route("POST", BASE + "/delete-traces", Access.ADMIN, versions=BOTH)
+@route("POST", BASE + "/delete-traces", Access.MANAGE, Resource.EXPERIMENT, versions=BOTH)
 def delete_traces(ctx, p: Params, _path) -> dict:
     ids = _ids(p, "request_ids")
     max_ts, max_traces = p.int64("max_timestamp_millis"), p.int64("max_traces")
@@ -91,13 +92,13 @@ def delete_traces(ctx, p: Params, _path) -> dict:
     return {"traces_deleted": deleted}
 
 
-@route("POST", BASE + "/link-to-run", Access.ADMIN, versions=BOTH)
+@route("POST", BASE + "/link-to-run", Access.EDIT, Resource.RUN, versions=BOTH)
 def link_traces_to_run(ctx, p: Params, _path) -> dict:
     store(ctx).link_traces_to_run(_ids(p, "trace_ids"), p.str("run_id", required=True))
     return {}
 
 
-@route("POST", "/v1/traces", Access.ADMIN, raw=True, root=True, versions=())
+@route("POST", "/v1/traces", Access.EDIT, Resource.EXPERIMENT_HEADER, raw=True, root=True, versions=())
 async def export_traces(ctx, request: Request) -> Response:
     """OTLP/HTTP span ingest (protobuf or JSON, optionally gzip/deflate), as MLflow's ``/v1/traces``."""
     from trackops.server.app import read_body
@@ -139,19 +140,19 @@ async def export_traces(ctx, request: Request) -> Response:
 
 # --- assessments --------------------------------------------------------------------------------
 
-@route("POST", BASE + "/{trace_id}/assessments", Access.ADMIN, versions=V3)
+@route("POST", BASE + "/{trace_id}/assessments", Access.EDIT, Resource.TRACE, versions=V3)
 def create_assessment(ctx, p: Params, path: dict) -> dict:
     assessment = tj.parse_assessment(p.raw("assessment"))
     created = store(ctx).create_assessment(path["trace_id"], assessment)
     return {"assessment": tj.assessment_json(created)}
 
 
-@route("GET", BASE + "/{trace_id}/assessments/{assessment_id}", Access.ADMIN, versions=V3)
+@route("GET", BASE + "/{trace_id}/assessments/{assessment_id}", Access.READ, Resource.TRACE, versions=V3)
 def get_assessment(ctx, _p: Params, path: dict) -> dict:
     return {"assessment": tj.assessment_json(store(ctx).get_assessment(path["trace_id"], path["assessment_id"]))}
 
 
-@route("PATCH", BASE + "/{trace_id}/assessments/{assessment_id}", Access.ADMIN, versions=V3)
+@route("PATCH", BASE + "/{trace_id}/assessments/{assessment_id}", Access.EDIT, Resource.TRACE, versions=V3)
 def update_assessment(ctx, p: Params, path: dict) -> dict:
     mask = p.obj("update_mask") if isinstance(p.raw("update_mask"), dict) else {}
     paths = mask.get("paths") if isinstance(mask.get("paths"), list) else []
@@ -176,7 +177,8 @@ def update_assessment(ctx, p: Params, path: dict) -> dict:
     return {"assessment": tj.assessment_json(updated)}
 
 
-@route("DELETE", BASE + "/{trace_id}/assessments/{assessment_id}", Access.ADMIN, versions=V3)
+@route("DELETE", BASE + "/{trace_id}/assessments/{assessment_id}", Access.EDIT, Resource.TRACE,
+       versions=V3)
 def delete_assessment(ctx, _p: Params, path: dict) -> dict:
     store(ctx).delete_assessment(path["trace_id"], path["assessment_id"])
     return {}
@@ -184,7 +186,7 @@ def delete_assessment(ctx, _p: Params, path: dict) -> dict:
 
 # --- reads --------------------------------------------------------------------------------------
 
-@route("GET", BASE + "/get", Access.ADMIN, versions=V3)
+@route("GET", BASE + "/get", Access.READ, Resource.TRACE, versions=V3)
 def get_trace(ctx, p: Params, _path) -> dict:
     trace = store(ctx).get_trace(p.str("trace_id", required=True), allow_partial=p.bool("allow_partial"))
     return {"trace": tj.trace_json(trace)}
@@ -194,19 +196,19 @@ def _experiment_ids(p: Params) -> list[str] | None:
     return _ids(p, "experiment_ids") if p.has("experiment_ids") or p.list("experiment_ids") else None
 
 
-@route("GET", BASE + "/batchGet", Access.ADMIN, versions=V3)
+@route("GET", BASE + "/batchGet", Access.READ, Resource.TRACES, versions=V3)
 def batch_get_traces(ctx, p: Params, _path) -> dict:
     traces = store(ctx).batch_get_traces(_ids(p, "trace_ids"), _experiment_ids(p))
     return {"traces": [tj.trace_json(t) for t in traces]} if traces else {}
 
 
-@route("POST", BASE + "/batchGetInfos", Access.ADMIN, versions=V3)
+@route("POST", BASE + "/batchGetInfos", Access.READ, Resource.TRACES, versions=V3)
 def batch_get_trace_infos(ctx, p: Params, _path) -> dict:
     infos = store(ctx).batch_get_trace_infos(_ids(p, "trace_ids"), _experiment_ids(p))
     return {"trace_infos": [tj.trace_info_json(i) for i in infos]} if infos else {}
 
 
-@route("POST", BASE + "/search", Access.ADMIN, versions=V3)
+@route("POST", BASE + "/search", Access.READ, Resource.EXPERIMENTS, versions=V3)
 def search_traces(ctx, p: Params, _path) -> dict:
     experiment_ids = []
     for location in p.list("locations"):
@@ -225,7 +227,7 @@ def search_traces(ctx, p: Params, _path) -> dict:
     return out
 
 
-@route("POST", BASE + "/metrics", Access.ADMIN, versions=V3)
+@route("POST", BASE + "/metrics", Access.READ, Resource.EXPERIMENTS, versions=V3)
 def query_trace_metrics(ctx, p: Params, _path) -> dict:
     """Trace counts and latency for the traces page's charts (one data point, no time buckets)."""
     from trackops.stores.trace_metrics import query
@@ -240,12 +242,12 @@ def query_trace_metrics(ctx, p: Params, _path) -> dict:
     return {"data_points": [{"metric_name": metric, "values": values}]}
 
 
-@route("GET", BASE + "/{trace_id}", Access.ADMIN, versions=V3)
+@route("GET", BASE + "/{trace_id}", Access.READ, Resource.TRACE, versions=V3)
 def get_trace_info(ctx, _p: Params, path: dict) -> dict:
     return {"trace": {"trace_info": tj.trace_info_json(store(ctx).get_trace_info(path["trace_id"]))}}
 
 
-@route("GET", "/mlflow/get-trace-artifact", Access.ADMIN, raw=True, versions=BOTH)
+@route("GET", "/mlflow/get-trace-artifact", Access.READ, Resource.TRACE, raw=True, versions=BOTH)
 async def get_trace_artifact(ctx, request: Request) -> Response:
     """The trace's spans as MLflow's ``traces.json`` (``{"spans": [...]}``), which the UI's trace view reads:
     from the spans table, or from the trace's artifact location for traces logged that way."""
