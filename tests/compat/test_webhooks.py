@@ -31,9 +31,11 @@ from tests.compat.server import ServerProcess  # noqa: E402
 from tests.conftest import _head_db  # noqa: E402
 
 KEY = Fernet.generate_key().decode()
+SENDER_SLOTS = 10  # posts a server worker makes at once (MLFLOW_WEBHOOK_DELIVERY_MAX_WORKERS)
 SECRET = "receiver-shared-secret"
 BASE_ENV = {"MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https", "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": KEY,
-            "MLFLOW_WEBHOOK_REQUEST_MAX_RETRIES": "3", "TRACKOPS_WEBHOOK_BACKOFF_BASE": "0.1"}
+            "MLFLOW_WEBHOOK_REQUEST_MAX_RETRIES": "3", "TRACKOPS_WEBHOOK_BACKOFF_BASE": "0.1",
+            "MLFLOW_WEBHOOK_DELIVERY_MAX_WORKERS": str(SENDER_SLOTS)}
 WAIT_S = 60
 
 
@@ -420,6 +422,80 @@ def test_an_event_queued_before_a_restart_is_delivered_after_it(served, receiver
         verify(posts[-1])
     finally:
         served.client.delete_webhook(hook.webhook_id)
+
+
+def test_a_version_created_just_before_the_server_is_killed_is_delivered_after_the_restart(served, receiver):
+    """SIGKILL right after the request returns: the event's row was committed with the version."""
+    c, name = served.client, f"killed-{uuid.uuid4().hex[:8]}"
+    gate = receiver.hold["/busy"] = threading.Event()
+    # Every posting slot held by another webhook's post: the version's event stays unclaimed until the kill.
+    busy = [_hook(served, receiver, "/busy", ["registered_model.created"]) for _ in range(SENDER_SLOTS)]
+    hook = _hook(served, receiver, "/killed", ["model_version.created"])
+    try:
+        c.create_registered_model(name)
+        wait_until(lambda: sum(bool(r["lease_until"]) for r in queue_rows(served.db_url)) == SENDER_SLOTS,
+                   "every slot to be posting")
+        version = c.create_model_version(name, "s3://bucket/model").version
+        served.server.proc.kill()
+        served.server.proc.wait()
+        [queued] = [r for r in queue_rows(served.db_url) if r["webhook_id"] == hook.webhook_id]
+        assert (queued["state"], queued["attempts"]) == ("pending", 0)
+        served.start()
+        [post] = receiver.wait("/killed", 1, name)
+        assert post["headers"]["X-MLflow-Delivery-Id"] == queued["delivery_id"]
+        assert verify(post)["data"] == {"name": name, "version": version, "source": "s3://bucket/model",
+                                        "run_id": None, "tags": {}, "description": None}
+    finally:
+        gate.set()
+        if served.server.proc.poll() is not None:
+            served.start()
+        for h in [*busy, hook]:
+            served.client.delete_webhook(h.webhook_id)
+
+
+REFUSE_SQLITE = ("CREATE TRIGGER refuse_delivery AFTER INSERT ON trackops_webhook_deliveries "
+                 "BEGIN SELECT RAISE(ABORT, 'delivery refused'); END")
+# PostgreSQL: a deferred constraint trigger fails the COMMIT itself, after every statement succeeded.
+REFUSE_POSTGRESQL = ("CREATE FUNCTION refuse_delivery() RETURNS trigger LANGUAGE plpgsql AS "
+                     "$$ BEGIN RAISE EXCEPTION 'delivery refused'; END $$",
+                     "CREATE CONSTRAINT TRIGGER refuse_delivery AFTER INSERT ON trackops_webhook_deliveries "
+                     "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_delivery()")
+
+
+def _database(db_url: str, *statements: str) -> list[list]:
+    """Run `statements` in one transaction; the rows each one returned ([] for a statement without rows)."""
+    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            return [r.all() if r.returns_rows else [] for r in (conn.execute(sa.text(st)) for st in statements)]
+    finally:
+        engine.dispose()
+
+
+def test_a_version_whose_event_cannot_be_committed_is_not_created_either(served, receiver):
+    c, name = served.client, f"atomic-{uuid.uuid4().hex[:8]}"
+    hook = _hook(served, receiver, "/atomic", ["model_version.created"])
+    sqlite = served.db_url.startswith("sqlite")
+    c.create_registered_model(name)
+    _database(served.db_url, *([REFUSE_SQLITE] if sqlite else REFUSE_POSTGRESQL))
+    try:
+        r = requests.post(served.url + "/api/2.0/mlflow/model-versions/create",
+                          json={"name": name, "source": "s3://bucket/model"}, timeout=30)
+        assert (r.status_code, r.json()["error_code"]) == (500, "INTERNAL_ERROR")
+        [versions, queued] = _database(
+            served.db_url, f"SELECT version FROM model_versions WHERE name = '{name}'",
+            "SELECT id FROM trackops_webhook_deliveries")
+        assert (versions, queued) == ([], [])
+    finally:
+        _database(served.db_url, "DROP TRIGGER refuse_delivery" if sqlite else
+                  "DROP TRIGGER refuse_delivery ON trackops_webhook_deliveries",
+                  *([] if sqlite else ["DROP FUNCTION refuse_delivery()"]))
+    try:
+        assert c.create_model_version(name, "s3://bucket/model").version == "1"  # the number was not used
+        [post] = receiver.wait("/atomic", 1, name)
+        assert verify(post)["data"]["version"] == "1"
+    finally:
+        c.delete_webhook(hook.webhook_id)
 
 
 # --- in-process: SSRF checks and the stored secret, against MLflow's own functions ----------------

@@ -6,6 +6,11 @@ semantics of MLflow 3.17's `SqlAlchemyStore`) and writes rows exactly as MLflow 
 ms, version numbers counted per model from 1, ``current_stage 'None'``, status ``'READY'``, and
 ``storage_location`` resolved from ``models:/`` sources. Each method is one transaction.
 
+The methods whose change MLflow announces as a webhook event take a `WriteHook`: it runs inside
+the method's transaction, after the change, with that connection and the method's result (the
+new model or version, else None). What it writes commits or rolls back with the change, and an
+exception it raises rolls the change back (server/handlers/webhooks.py queues the event there).
+
 Deleting a model version is a soft delete, as in MLflow: the row stays (so its number is never
 reused) with stage ``Deleted_Internal`` and its source, run id and run link redacted; its tags
 stay and aliases pointing at it go. Reads and searches never return such versions.
@@ -19,7 +24,8 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -61,6 +67,17 @@ REDACTED_SOURCE = "REDACTED-SOURCE-PATH"
 REDACTED_RUN_ID = "REDACTED-RUN-ID"
 REDACTED_RUN_LINK = "REDACTED-RUN-LINK"
 CREATE_VERSION_ATTEMPTS = 3
+
+WriteHook = Callable[[sa.Connection, Any], None]
+
+
+class _Clash(Exception):
+    """The insert of a new model or version met an existing key (raised out of its transaction)."""
+
+
+def _after(hook: WriteHook | None, conn: sa.Connection, result: Any = None) -> None:
+    if hook is not None:
+        hook(conn, result)
 
 
 def now_ms() -> int:
@@ -122,7 +139,8 @@ class RegistryStore(TransactionScopes):
     # --- registered models ---------------------------------------------------------------------
 
     def create_registered_model(self, name: str, tags: Sequence[RegisteredModelTag] | None = None,
-                                description: str | None = None) -> RegisteredModel:
+                                description: str | None = None, *, hook: WriteHook | None = None
+                                ) -> RegisteredModel:
         """A new model with its tags; a taken name is ResourceAlreadyExists."""
         validate_model_name(name)
         for tag in tags or []:
@@ -131,13 +149,18 @@ class RegistryStore(TransactionScopes):
         when = now_ms()
         try:
             with self._write() as conn:
-                conn.execute(RM.insert().values(name=name, creation_time=when, last_updated_time=when,
-                                                description=description, workspace=WORKSPACE))
-                if latest:
-                    conn.execute(RMT.insert(), [{"workspace": WORKSPACE, "name": name, "key": k, "value": v}
-                                                for k, v in latest.items()])
-                return load_registered_models(conn, [name])[0]
-        except sa.exc.IntegrityError:
+                try:
+                    conn.execute(RM.insert().values(name=name, creation_time=when, last_updated_time=when,
+                                                    description=description, workspace=WORKSPACE))
+                    if latest:
+                        conn.execute(RMT.insert(), [{"workspace": WORKSPACE, "name": name, "key": k, "value": v}
+                                                    for k, v in latest.items()])
+                except sa.exc.IntegrityError:
+                    raise _Clash from None
+                created = load_registered_models(conn, [name])[0]
+                _after(hook, conn, created)
+                return created
+        except _Clash:
             pass
         with self._read() as conn:
             existing = conn.execute(sa.select(RMT.c.key).where(RMT.c.workspace == WORKSPACE, RMT.c.name == name,
@@ -219,20 +242,22 @@ class RegistryStore(TransactionScopes):
         token = search.encode_page_token(offset + max_results) if len(names) > max_results else None
         return found, token
 
-    def set_registered_model_tag(self, name: str, tag: RegisteredModelTag) -> None:
+    def set_registered_model_tag(self, name: str, tag: RegisteredModelTag, *, hook: WriteHook | None = None) -> None:
         validate_model_name(name)
         validate_model_tag(tag.key, tag.value)
         with self._write() as conn:
             self._model_row(conn, name)
             upsert(conn, RMT, [{"workspace": WORKSPACE, "key": tag.key, "name": name, "value": tag.value}], ["value"])
+            _after(hook, conn)
 
-    def delete_registered_model_tag(self, name: str, key: str) -> None:
+    def delete_registered_model_tag(self, name: str, key: str, *, hook: WriteHook | None = None) -> None:
         """Remove a tag; like MLflow, a key the model does not have is not an error."""
         validate_model_name(name)
         validate_tag_key(key)
         with self._write() as conn:
             self._model_row(conn, name)
             conn.execute(RMT.delete().where(RMT.c.workspace == WORKSPACE, RMT.c.name == name, RMT.c.key == key))
+            _after(hook, conn)
 
     def get_latest_versions(self, name: str, stages: Sequence[str] | None = None) -> list[ModelVersion]:
         """The highest version in each of `stages` (all stages when none are given), with aliases."""
@@ -275,7 +300,7 @@ class RegistryStore(TransactionScopes):
     def create_model_version(self, name: str, source: str, run_id: str | None = None,
                              tags: Sequence[ModelVersionTag] | None = None, run_link: str | None = None,
                              description: str | None = None, local_model_path: str | None = None,
-                             model_id: str | None = None) -> ModelVersion:
+                             model_id: str | None = None, *, hook: WriteHook | None = None) -> ModelVersion:
         """The model's next version (highest number ever used + 1), status READY, stage None.
 
         Concurrent creates for one model are serialised by updating the model's row first (its
@@ -301,16 +326,22 @@ class RegistryStore(TransactionScopes):
                     highest = conn.execute(sa.select(sa.func.max(MV.c.version))
                                            .where(MV.c.workspace == WORKSPACE, MV.c.name == name)).scalar()
                     version = (highest or 0) + 1
-                    conn.execute(MV.insert().values(
-                        workspace=WORKSPACE, name=name, version=version, creation_time=when, last_updated_time=when,
-                        description=description, user_id=None, current_stage=ModelVersionStage.NONE.value,
-                        source=source, storage_location=storage_location, run_id=run_id,
-                        status=ModelVersionStatus.READY.value, status_message=None, run_link=run_link))
-                    if latest:
-                        conn.execute(MVT.insert(), [{"workspace": WORKSPACE, "name": name, "version": version,
-                                                     "key": k, "value": v} for k, v in latest.items()])
-                    return self._one_version(conn, name, version)
-            except sa.exc.IntegrityError:
+                    try:
+                        conn.execute(MV.insert().values(
+                            workspace=WORKSPACE, name=name, version=version, creation_time=when,
+                            last_updated_time=when, description=description, user_id=None,
+                            current_stage=ModelVersionStage.NONE.value, source=source,
+                            storage_location=storage_location, run_id=run_id,
+                            status=ModelVersionStatus.READY.value, status_message=None, run_link=run_link))
+                        if latest:
+                            conn.execute(MVT.insert(), [{"workspace": WORKSPACE, "name": name, "version": version,
+                                                         "key": k, "value": v} for k, v in latest.items()])
+                    except sa.exc.IntegrityError:
+                        raise _Clash from None
+                    created = self._one_version(conn, name, version)
+                    _after(hook, conn, created)
+                    return created
+            except _Clash:
                 continue
         raise ResourceAlreadyExists(f"Model Version creation error (name={name}). Giving up after "
                                     f"{CREATE_VERSION_ATTEMPTS} attempts.")
@@ -400,7 +431,8 @@ class RegistryStore(TransactionScopes):
         token = search.encode_page_token(offset + max_results) if len(keys) > max_results else None
         return found, token
 
-    def set_model_version_tag(self, name: str, version: int | str, tag: ModelVersionTag) -> None:
+    def set_model_version_tag(self, name: str, version: int | str, tag: ModelVersionTag, *,
+                              hook: WriteHook | None = None) -> None:
         validate_model_name(name)
         number = parse_version(version)
         validate_version_tag(tag.key, tag.value)
@@ -408,8 +440,10 @@ class RegistryStore(TransactionScopes):
             self._version_row(conn, name, number)
             upsert(conn, MVT, [{"workspace": WORKSPACE, "key": tag.key, "name": name, "version": number,
                                 "value": tag.value}], ["value"])
+            _after(hook, conn)
 
-    def delete_model_version_tag(self, name: str, version: int | str, key: str) -> None:
+    def delete_model_version_tag(self, name: str, version: int | str, key: str, *,
+                                 hook: WriteHook | None = None) -> None:
         """Remove a tag; like MLflow, a key the version does not have is not an error."""
         validate_model_name(name)
         number = parse_version(version)
@@ -418,10 +452,12 @@ class RegistryStore(TransactionScopes):
             self._version_row(conn, name, number)
             conn.execute(MVT.delete().where(MVT.c.workspace == WORKSPACE, MVT.c.name == name,
                                             MVT.c.version == number, MVT.c.key == key))
+            _after(hook, conn)
 
     # --- aliases -------------------------------------------------------------------------------
 
-    def set_registered_model_alias(self, name: str, alias: str, version: int | str) -> None:
+    def set_registered_model_alias(self, name: str, alias: str, version: int | str, *,
+                                   hook: WriteHook | None = None) -> None:
         """Point `alias` at a version (moving it if it pointed elsewhere)."""
         validate_model_name(name)
         validate_alias(alias, reserved=True)
@@ -430,14 +466,16 @@ class RegistryStore(TransactionScopes):
             self._version_row(conn, name, number)
             upsert(conn, RMA, [{"workspace": WORKSPACE, "name": name, "alias": alias, "version": number}],
                    ["version"])
+            _after(hook, conn)
 
-    def delete_registered_model_alias(self, name: str, alias: str) -> None:
+    def delete_registered_model_alias(self, name: str, alias: str, *, hook: WriteHook | None = None) -> None:
         """Remove an alias; like MLflow, an alias the model does not have is not an error."""
         validate_model_name(name)
         validate_alias(alias)
         with self._write() as conn:
             self._model_row(conn, name)
             conn.execute(RMA.delete().where(RMA.c.workspace == WORKSPACE, RMA.c.name == name, RMA.c.alias == alias))
+            _after(hook, conn)
 
     def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
         """The version an alias points at; ``latest`` is the highest live version.

@@ -13,7 +13,9 @@ one per server, shared by its workers) and warns: such secrets cannot be read af
 and a webhook whose secret cannot be read is never posted unsigned.
 
 The queue (``trackops_webhook_deliveries``, own-schema revision t0003) holds one row per event
-and subscribed webhook; `services.webhooks` posts them.
+and subscribed webhook, written by `enqueue` in the transaction of the registry change the event
+describes (an outbox: no change commits without its event, no event without its change);
+`services.webhooks` posts them.
 """
 
 from __future__ import annotations
@@ -342,26 +344,24 @@ class WebhookStore:
             self._subscribed, self._subscribed_at = pairs, time.monotonic()
         return pairs
 
-    def enqueue(self, entity: str, action: str, data: dict, *, conn: sa.Connection | None = None) -> int:
-        """Queue `data` for every active webhook listening to entity.action; returns the rows queued.
+    def enqueue(self, conn: sa.Connection, entity: str, action: str, body: str) -> int:
+        """Queue `body` (see `event_body`) for every active webhook listening to entity.action, in the
+        caller's transaction `conn`; returns the rows queued.
 
-        The body is fixed now (MLflow's ``{"entity", "action", "timestamp", "data"}``, its JSON
-        spelling), so every attempt posts the same bytes.
+        The rows are the transactional outbox of the change the caller makes in that transaction:
+        they commit with it or not at all. The caller checks `subscribed()` first, so a change
+        nobody listens to costs no query here.
         """
-        if (entity, action) not in self.subscribed():
-            return 0
-        now = _now()
-        body = json.dumps({"entity": entity, "action": action, "timestamp": _iso_now(), "data": data})
         query = (sa.select(W.c.webhook_id).join(WE, W.c.webhook_id == WE.c.webhook_id)
                  .where(WE.c.entity == entity, WE.c.action == action, W.c.status == "ACTIVE",
                         W.c.deleted_timestamp.is_(None), W.c.workspace == WORKSPACE))
-        with self.engine.begin() as conn:
-            ids = [r[0] for r in conn.execute(query)]
-            if ids:
-                conn.execute(deliveries.insert(), [
-                    {"delivery_id": str(uuid.uuid4()), "webhook_id": wid, "entity": entity, "action": action,
-                     "body": body, "created_at": now, "attempts": 0, "next_attempt_at": now, "state": "pending"}
-                    for wid in ids])
+        ids = [r[0] for r in conn.execute(query)]
+        if ids:
+            now = _now()
+            conn.execute(deliveries.insert(), [
+                {"delivery_id": str(uuid.uuid4()), "webhook_id": wid, "entity": entity, "action": action,
+                 "body": body, "created_at": now, "attempts": 0, "next_attempt_at": now, "state": "pending"}
+                for wid in ids])
         return len(ids)
 
     def claim_due(self, limit: int, lease_ms: int) -> list[dict]:
@@ -437,6 +437,12 @@ class WebhookStore:
             return self.get_webhook(webhook_id)
         except ResourceDoesNotExist:
             return None
+
+
+def event_body(entity: str, action: str, data: dict) -> str:
+    """What every attempt of the event's deliveries posts: MLflow's ``{"entity", "action", "timestamp",
+    "data"}`` in its JSON spelling, fixed when the event is queued."""
+    return json.dumps({"entity": entity, "action": action, "timestamp": _iso_now(), "data": data})
 
 
 def _iso_now() -> str:

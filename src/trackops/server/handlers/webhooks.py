@@ -6,14 +6,17 @@ Routes, administrators only under ``--auth`` (as MLflow's basic-auth app):
 MLflow's JSON: events as ``{"entity": "MODEL_VERSION", "action": "CREATED"}``, status names, the
 secret never returned.
 
-`with_events` follows each registry route that MLflow turns into an event (`EVENT_ROUTES`) with
-the queueing of MLflow's payload for it (a prompt's event when the model is a prompt, as MLflow
-decides), and wakes this worker's sender. An event never fails the request: a queueing error is
-logged.
+`with_events` makes each registry route that MLflow turns into an event (`EVENT_ROUTES`) queue
+MLflow's payload for it (a prompt's event when the model is a prompt, as MLflow decides) in the
+same transaction as the registry change: the change and its event commit together or not at all.
+A payload that cannot be built is logged and the change still commits; a database error writing
+the event fails the request, as any error of its transaction does. This worker's sender is woken
+after the transaction.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import logging
@@ -27,7 +30,16 @@ from trackops.errors import InvalidParameterValue
 from trackops.server.protocol import BadRequest, Params, wrong_type
 from trackops.server.routing import Access, Route, route
 from trackops.services import webhooks as delivery
-from trackops.stores.webhooks import ACTIONS, ENTITIES, STATUSES, Webhook, WebhookEvent, WebhookStore, event
+from trackops.stores.webhooks import (
+    ACTIONS,
+    ENTITIES,
+    STATUSES,
+    Webhook,
+    WebhookEvent,
+    WebhookStore,
+    event,
+    event_body,
+)
 
 log = logging.getLogger("trackops.webhooks")
 
@@ -174,36 +186,62 @@ def test_webhook(ctx, p: Params, path) -> dict:
 
 # --- registry events -----------------------------------------------------------------------------
 
-def _emit(ctx, name: str, model: tuple[str, str] | None, model_data: Callable[[], dict],
-          prompt: tuple[str, str] | None, prompt_data: Callable[[], dict] | None,
-          is_prompt: Callable[[], bool]) -> None:
-    try:
-        store = store_of(ctx)
-        if store is None:
+@dataclasses.dataclass(frozen=True)
+class Payloads:
+    """One request's two possible payloads, built from the store's result (the new model or version)."""
+
+    model: Callable[[Any], dict]
+    prompt: Callable[[Any], dict]
+    flagged: bool | None = None  # the request's own prompt tag; None: the stored model's tag decides
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistryEvent:
+    """What a registry route announces: MLflow's event for a model, or its prompt event when the
+    model is a prompt (MLflow's decision), and the `RegistryStore` method that makes the change."""
+
+    method: str
+    model: tuple[str, str] | None  # None: only a prompt's change is an event
+    prompt: tuple[str, str]
+    payloads: Callable[[Params], Payloads]
+
+
+class Outbox:
+    """One request's event, queued inside the registry change's transaction (a registry `WriteHook`).
+
+    A payload that cannot be built is logged and not queued: the change still commits. A failing
+    INSERT (the database's error) fails the change and the request with it.
+    """
+
+    def __init__(self, store: WebhookStore, spec: RegistryEvent, params: Params, subscribed: set):
+        self.store, self.spec, self.params, self.subscribed = store, spec, params, subscribed
+        self.queued = 0
+
+    def __call__(self, conn: sa.Connection, result: Any) -> None:
+        name = self.params.raw("name")
+        try:
+            payloads = self.spec.payloads(self.params)
+        except Exception:  # noqa: BLE001 - a notification that cannot be built must not undo the change
+            log.warning("could not build the webhook event for %s", name, exc_info=True)
             return
-        subscribed = store.subscribed()
-        if model not in subscribed and prompt not in subscribed:
-            return  # the common case: nobody listens, nothing more is read or written
-        chosen, data = (prompt, prompt_data) if is_prompt() else (model, model_data)
-        if chosen is None or chosen not in subscribed or data is None:
+        flagged = payloads.flagged
+        is_prompt = _stored_prompt_flag(conn, name) if flagged is None else flagged
+        chosen, build = (self.spec.prompt, payloads.prompt) if is_prompt else (self.spec.model, payloads.model)
+        if chosen is None or chosen not in self.subscribed:
             return
-        if store.enqueue(chosen[0], chosen[1], data()):
-            sender = getattr(ctx, "webhook_sender", None)
-            if sender is not None:
-                sender.wake()
-    except Exception:  # noqa: BLE001 - the registry change is done; a lost notification must not fail it
-        log.warning("could not queue the webhook event for %s", name, exc_info=True)
+        try:
+            body = event_body(chosen[0], chosen[1], build(result))
+        except Exception:  # noqa: BLE001
+            log.warning("could not build the webhook event for %s", name, exc_info=True)
+            return
+        self.queued += self.store.enqueue(conn, chosen[0], chosen[1], body)
 
 
-def _model_is_prompt(ctx, name: str) -> Callable[[], bool]:
-    def check() -> bool:
-        t = s.registered_model_tags
-        with ctx.engine.connect() as conn:
-            value = conn.execute(sa.select(t.c.value).where(t.c.name == name, t.c.key == IS_PROMPT_TAG,
-                                                            t.c.workspace == "default")).scalar()
-        return (value or "false").lower() == "true"
-
-    return check
+def _stored_prompt_flag(conn: sa.Connection, name: str) -> bool:
+    t = s.registered_model_tags
+    value = conn.execute(sa.select(t.c.value).where(t.c.name == name, t.c.key == IS_PROMPT_TAG,
+                                                    t.c.workspace == "default")).scalar()
+    return (value or "false").lower() == "true"
 
 
 def _tag_dict(items: Any) -> dict[str, str]:
@@ -221,112 +259,145 @@ def _tag_value(p: Params) -> str:
     return "" if value is None else str(value)
 
 
-def _flag_prompt(tags: dict[str, str]) -> Callable[[], bool]:
-    return lambda: tags.get(IS_PROMPT_TAG, "false").lower() == "true"
+def _flagged(tags: dict[str, str]) -> bool:
+    return tags.get(IS_PROMPT_TAG, "false").lower() == "true"
 
 
 def _without(tags: dict[str, str], *keys: str) -> dict[str, str]:
     return {k: v for k, v in tags.items() if k not in keys}
 
 
-def registered_model_created(ctx, p: Params, result: dict) -> None:
+def _same(data: dict) -> Callable[[Any], dict]:
+    return lambda _result: data
+
+
+def registered_model_created(p: Params) -> Payloads:
     name, tags, description = p.raw("name"), _tag_dict(p.raw("tags")), p.raw("description") or ""
-    _emit(ctx, name, ("registered_model", "created"),
-          lambda: {"name": name, "tags": tags, "description": description},
-          ("prompt", "created"),
-          lambda: {"name": name, "tags": _without(tags, IS_PROMPT_TAG, PROMPT_TYPE_TAG), "description": description},
-          _flag_prompt(tags))
+    return Payloads(
+        lambda _r: {"name": name, "tags": tags, "description": description},
+        lambda _r: {"name": name, "tags": _without(tags, IS_PROMPT_TAG, PROMPT_TYPE_TAG), "description": description},
+        _flagged(tags))
 
 
-def model_version_created(ctx, p: Params, result: dict) -> None:
+def model_version_created(p: Params) -> Payloads:
     name, tags = p.raw("name"), _tag_dict(p.raw("tags"))
-    version = str(result.get("model_version", {}).get("version", ""))
     description = p.raw("description") or None
-    _emit(ctx, name, ("model_version", "created"),
-          lambda: {"name": name, "version": version, "source": p.raw("source"), "run_id": p.raw("run_id") or None,
-                   "tags": tags, "description": description},
-          ("prompt_version", "created"),
-          lambda: {"name": name, "version": version, "template": tags.get(PROMPT_TEXT_TAG),
+    return Payloads(
+        lambda v: {"name": name, "version": str(v.version), "source": p.raw("source"),
+                   "run_id": p.raw("run_id") or None, "tags": tags, "description": description},
+        lambda v: {"name": name, "version": str(v.version), "template": tags.get(PROMPT_TEXT_TAG),
                    "tags": _without(tags, IS_PROMPT_TAG, PROMPT_TYPE_TAG, PROMPT_TEXT_TAG),
                    "description": description},
-          _flag_prompt(tags))
+        _flagged(tags))
 
 
-def model_version_tag_set(ctx, p: Params, result: dict) -> None:
-    name = p.raw("name")
-    data = {"name": name, "version": str(p.raw("version")), "key": p.raw("key"), "value": _tag_value(p)}
-    _emit(ctx, name, ("model_version_tag", "set"), lambda: data, ("prompt_version_tag", "set"), lambda: data,
-          _model_is_prompt(ctx, name))
+def model_version_tag_set(p: Params) -> Payloads:
+    data = {"name": p.raw("name"), "version": str(p.raw("version")), "key": p.raw("key"), "value": _tag_value(p)}
+    return Payloads(_same(data), _same(data))
 
 
-def model_version_tag_deleted(ctx, p: Params, result: dict) -> None:
-    name = p.raw("name")
-    data = {"name": name, "version": str(p.raw("version")), "key": p.raw("key")}
-    _emit(ctx, name, ("model_version_tag", "deleted"), lambda: data, ("prompt_version_tag", "deleted"),
-          lambda: data, _model_is_prompt(ctx, name))
+def model_version_tag_deleted(p: Params) -> Payloads:
+    data = {"name": p.raw("name"), "version": str(p.raw("version")), "key": p.raw("key")}
+    return Payloads(_same(data), _same(data))
 
 
-def alias_created(ctx, p: Params, result: dict) -> None:
-    name = p.raw("name")
-    data = {"name": name, "alias": p.raw("alias"), "version": str(p.raw("version"))}
-    _emit(ctx, name, ("model_version_alias", "created"), lambda: data, ("prompt_alias", "created"), lambda: data,
-          _model_is_prompt(ctx, name))
+def alias_created(p: Params) -> Payloads:
+    data = {"name": p.raw("name"), "alias": p.raw("alias"), "version": str(p.raw("version"))}
+    return Payloads(_same(data), _same(data))
 
 
-def alias_deleted(ctx, p: Params, result: dict) -> None:
-    name = p.raw("name")
-    data = {"name": name, "alias": p.raw("alias")}
-    _emit(ctx, name, ("model_version_alias", "deleted"), lambda: data, ("prompt_alias", "deleted"), lambda: data,
-          _model_is_prompt(ctx, name))
+def alias_deleted(p: Params) -> Payloads:
+    data = {"name": p.raw("name"), "alias": p.raw("alias")}
+    return Payloads(_same(data), _same(data))
 
 
-def registered_model_tag_set(ctx, p: Params, result: dict) -> None:
+def registered_model_tag_set(p: Params) -> Payloads:
     """Only a prompt's tags are events in MLflow 3.17.2 (there is no registered_model_tag entity)."""
-    name = p.raw("name")
-    _emit(ctx, name, None, dict, ("prompt_tag", "set"),
-          lambda: {"name": name, "key": p.raw("key"), "value": _tag_value(p)}, _model_is_prompt(ctx, name))
+    return Payloads(_same({}), _same({"name": p.raw("name"), "key": p.raw("key"), "value": _tag_value(p)}))
 
 
-def registered_model_tag_deleted(ctx, p: Params, result: dict) -> None:
-    name = p.raw("name")
-    _emit(ctx, name, None, dict, ("prompt_tag", "deleted"), lambda: {"name": name, "key": p.raw("key")},
-          _model_is_prompt(ctx, name))
+def registered_model_tag_deleted(p: Params) -> Payloads:
+    return Payloads(_same({}), _same({"name": p.raw("name"), "key": p.raw("key")}))
 
 
-# The registry routes whose success is an event, and what each one queues.
-EVENT_ROUTES: dict[tuple[str, str], Callable[[Any, Params, dict], None]] = {
-    ("POST", "/mlflow/registered-models/create"): registered_model_created,
-    ("POST", "/mlflow/model-versions/create"): model_version_created,
-    ("POST", "/mlflow/model-versions/set-tag"): model_version_tag_set,
-    ("DELETE", "/mlflow/model-versions/delete-tag"): model_version_tag_deleted,
-    ("POST", "/mlflow/registered-models/alias"): alias_created,
-    ("DELETE", "/mlflow/registered-models/alias"): alias_deleted,
-    ("POST", "/mlflow/registered-models/set-tag"): registered_model_tag_set,
-    ("DELETE", "/mlflow/registered-models/delete-tag"): registered_model_tag_deleted,
+# The registry routes whose change is an event: the store method, the model and prompt events, the payloads.
+EVENT_ROUTES: dict[tuple[str, str], RegistryEvent] = {
+    ("POST", "/mlflow/registered-models/create"): RegistryEvent(
+        "create_registered_model", ("registered_model", "created"), ("prompt", "created"), registered_model_created),
+    ("POST", "/mlflow/model-versions/create"): RegistryEvent(
+        "create_model_version", ("model_version", "created"), ("prompt_version", "created"), model_version_created),
+    ("POST", "/mlflow/model-versions/set-tag"): RegistryEvent(
+        "set_model_version_tag", ("model_version_tag", "set"), ("prompt_version_tag", "set"), model_version_tag_set),
+    ("DELETE", "/mlflow/model-versions/delete-tag"): RegistryEvent(
+        "delete_model_version_tag", ("model_version_tag", "deleted"), ("prompt_version_tag", "deleted"),
+        model_version_tag_deleted),
+    ("POST", "/mlflow/registered-models/alias"): RegistryEvent(
+        "set_registered_model_alias", ("model_version_alias", "created"), ("prompt_alias", "created"), alias_created),
+    ("DELETE", "/mlflow/registered-models/alias"): RegistryEvent(
+        "delete_registered_model_alias", ("model_version_alias", "deleted"), ("prompt_alias", "deleted"),
+        alias_deleted),
+    ("POST", "/mlflow/registered-models/set-tag"): RegistryEvent(
+        "set_registered_model_tag", None, ("prompt_tag", "set"), registered_model_tag_set),
+    ("DELETE", "/mlflow/registered-models/delete-tag"): RegistryEvent(
+        "delete_registered_model_tag", None, ("prompt_tag", "deleted"), registered_model_tag_deleted),
 }
 
 
 def with_events(routes: list[Route]) -> list[Route]:
-    """`routes` with each registry route of `EVENT_ROUTES` followed by its event, once it succeeded.
+    """`routes` with each registry route of `EVENT_ROUTES` queueing its event in the change's transaction.
 
-    The registry handlers stay unaware of webhooks; the event runs inside the same call (and so
-    under the SQLite write lock), after the store committed the change.
+    The registry handlers stay unaware of webhooks: for a request whose event some webhook
+    listens to, the handler sees a registry store whose changing method gets the request's
+    `Outbox` as its hook. The sender is woken once the change's transaction has ended.
     """
     out = []
     for r in routes:
-        emit = EVENT_ROUTES.get((r.method, r.path))
-        if emit is None or r.raw:
+        spec = EVENT_ROUTES.get((r.method, r.path))
+        if spec is None or r.raw:
             out.append(r)
             continue
-        out.append(dataclasses.replace(r, handler=_followed_by(r.handler, emit)))
+        out.append(dataclasses.replace(r, handler=_with_outbox(r.handler, spec)))
     return out
 
 
-def _followed_by(handler: Callable, emit: Callable) -> Callable:
+class _Hooked:
+    """A registry store for one request: `method` runs `hook` in its transaction; the rest is the store's."""
+
+    def __init__(self, inner: Any, method: str, hook: Outbox):
+        self._inner, self._method, self._hook = inner, method, hook
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        return functools.partial(attr, hook=self._hook) if name == self._method else attr
+
+
+def _outbox(ctx, spec: RegistryEvent, params: Params) -> Outbox | None:
+    """The request's outbox, or None when no active webhook listens to either of its events."""
+    if getattr(ctx, "registry", None) is None:
+        return None
+    store = store_of(ctx)
+    if store is None:
+        return None
+    subscribed = store.subscribed()  # cached: the common case (nobody listens) reads nothing
+    if spec.model not in subscribed and spec.prompt not in subscribed:
+        return None
+    return Outbox(store, spec, params, subscribed)
+
+
+def _with_outbox(handler: Callable, spec: RegistryEvent) -> Callable:
     @functools.wraps(handler)
     def handle(ctx, params, path):
-        result = handler(ctx, params, path)
-        emit(ctx, params, result if isinstance(result, dict) else {})
-        return result
+        outbox = _outbox(ctx, spec, params)
+        if outbox is None:
+            return handler(ctx, params, path)
+        scoped = copy.copy(ctx)  # this request's view: the same stores, with the hooked registry
+        scoped.registry = _Hooked(ctx.registry, spec.method, outbox)
+        try:
+            return handler(scoped, params, path)
+        finally:
+            # After the transaction: committed rows are posted now; after a rollback the sender finds nothing.
+            sender = getattr(ctx, "webhook_sender", None)
+            if outbox.queued and sender is not None:
+                sender.wake()
 
     return handle
