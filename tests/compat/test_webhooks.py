@@ -592,3 +592,26 @@ def test_webhook_endpoints_are_for_administrators_under_auth(sqlite_head_url, tm
             assert (r.status_code, r.json()["error_code"]) == (403, "PERMISSION_DENIED"), (method, path)
             assert client.request(method, api + path, json=None).status_code == 401
         assert client.get(f"{api}/{hook}", headers=ADMIN).status_code == 200
+
+
+def test_a_registry_change_under_auth_queues_its_event(sqlite_head_url, tmp_path, monkeypatch):
+    from trackops.auth import passwords
+
+    from tests.auth.conftest import with_own_tables
+    from tests.auth.test_server_auth import ADMIN, WRITER, make_client
+
+    monkeypatch.setattr(passwords, "SCRYPT_LN", 10)
+    monkeypatch.setattr(passwords, "_DUMMY", None)
+    monkeypatch.setenv("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true")
+    monkeypatch.setenv("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https")
+    api = "/api/2.0/mlflow"
+    with make_client(with_own_tables(sqlite_head_url), tmp_path, monkeypatch, "MANAGE") as client:
+        assert client.post(f"{api}/webhooks", headers=ADMIN, json={
+            "name": "h", "url": "http://127.0.0.1/x",
+            "events": [{"entity": "MODEL_VERSION", "action": "CREATED"}]}).status_code == 200
+        assert client.post(f"{api}/registered-models/create", json={"name": "m"}, headers=WRITER).status_code == 200
+        created = client.post(f"{api}/model-versions/create", json={"name": "m", "source": "s3://b/m"}, headers=WRITER)
+        assert created.status_code == 200, created.text
+    [queued] = queue_rows(sqlite_head_url)
+    assert (queued["entity"], queued["action"], json.loads(queued["body"])["data"]["version"]) == (
+        "model_version", "created", "1")
