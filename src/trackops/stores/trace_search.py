@@ -163,7 +163,9 @@ def _order(order_by: Sequence[str] | None) -> list[sa.ColumnElement]:
 
 def search_query(experiment_ids: Sequence[Any], filter_string: str | None, order_by: Sequence[str] | None,
                  offset: int, limit: int) -> sa.Select:
-    """``SELECT trace_info.*`` of one page of matching traces."""
+    """One page of matching traces, as the rows `build_infos` reads (`info_columns`)."""
+    from trackops.stores.traces import info_columns
+
     ti = s.trace_info
     ids = []
     for e in experiment_ids:
@@ -172,7 +174,7 @@ def search_query(experiment_ids: Sequence[Any], filter_string: str | None, order
         except (TypeError, ValueError):
             raise InvalidParameterValue(f"Invalid experiment ID '{e}'. Experiment ID must be a valid integer.") from None
     where = [ti.c.experiment_id.in_(ids)] + [_condition(c) for c in parse_filter(filter_string, TRACES)]
-    return sa.select(ti).where(*where).order_by(*_order(order_by)).offset(offset).limit(limit)
+    return sa.select(*info_columns()).where(*where).order_by(*_order(order_by)).offset(offset).limit(limit)
 
 
 def search_traces(store, experiment_ids: Sequence[Any], *, filter_string: str | None = None,

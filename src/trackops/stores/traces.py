@@ -630,9 +630,9 @@ class TraceStore(TransactionScopes):
             stored = [i["trace_id"] for i in infos if i["tags"].get(SPANS_LOCATION) == TRACKING_STORE]
             spans: dict[str, list] = defaultdict(list)
             sp = s.spans
-            for batch in chunks(stored, BATCH):
+            for condition in ids_in(conn, sp.c.trace_id, stored):
                 for row in conn.execute(sa.select(sp.c.trace_id, sp.c.content, sp.c.parent_span_id,
-                                                  sp.c.start_time_unix_nano).where(sp.c.trace_id.in_(batch))):
+                                                  sp.c.start_time_unix_nano).where(condition)):
                     if row.content:
                         spans[row.trace_id].append(row)
         out = []
@@ -647,11 +647,11 @@ class TraceStore(TransactionScopes):
         """TraceInfo dicts of the given ids, in that order (missing ones left out)."""
         ti = s.trace_info
         rows: dict[str, Any] = {}
-        for batch in chunks(trace_ids, BATCH):
-            stmt = sa.select(ti).where(ti.c.request_id.in_(batch))
+        for condition in ids_in(conn, ti.c.request_id, trace_ids):
+            stmt = sa.select(*info_columns()).where(condition)
             if experiment_ids is not None:
                 stmt = stmt.where(ti.c.experiment_id.in_([int(e) for e in experiment_ids if str(e).isdigit()]))
-            rows.update((r.request_id, r) for r in conn.execute(stmt))
+            rows.update((r[0], r) for r in conn.execute(stmt).fetchall())
         return build_infos(conn, [rows[t] for t in trace_ids if t in rows])
 
 
@@ -708,53 +708,96 @@ def delete_trace_rows(conn: sa.Connection, trace_ids: list[str]) -> None:
     conn.execute(s.trace_info.delete().where(s.trace_info.c.request_id.in_(trace_ids)))
 
 
+# The TraceInfo columns a read needs (not db_payload_generation), and whether the trace has assessments.
+INFO_COLUMNS = ("request_id", "experiment_id", "timestamp_ms", "execution_time_ms", "status", "client_request_id",
+                "request_preview", "response_preview", "trace_name", "session_id",
+                *TOKEN_COLUMNS.values(), *COST_COLUMNS.values())
+_TOKENS_AT = tuple((k, INFO_COLUMNS.index(c)) for k, c in TOKEN_COLUMNS.items())
+_COSTS_AT = tuple((k, INFO_COLUMNS.index(c)) for k, c in COST_COLUMNS.items())
+_FLAG_AT = len(INFO_COLUMNS)
+
+
+def info_columns() -> list[sa.ColumnElement]:
+    """What `build_infos` reads from ``trace_info``: `INFO_COLUMNS`, then a has-assessments flag (an
+    indexed EXISTS, so that the page of traces without assessments, the usual one, needs no query for them)."""
+    ti, a = s.trace_info, s.assessments
+    return [ti.c[n] for n in INFO_COLUMNS] + [sa.exists().where(a.c.trace_id == ti.c.request_id).label("assessed")]
+
+
+def ids_in(conn: sa.Connection, column: sa.ColumnElement, ids: Sequence[str]) -> list[sa.ColumnElement]:
+    """Conditions that select `column` values among `ids`, as few statements as the dialect allows:
+    one bound parameter for all of them on SQLite (a JSON array read by ``json_each``) and PostgreSQL
+    (``= ANY(array)``), so that a page of 500 traces costs no 500-parameter ``IN`` list to build and
+    bind; elsewhere ``IN`` lists of `BATCH` ids (one statement each). No ids, no conditions."""
+    if not ids:
+        return []
+    dialect = conn.dialect.name
+    if dialect == "sqlite" and _SQLITE_JSON:
+        ids_table = sa.func.json_each(sa.literal(json.dumps(list(ids)), sa.String)).table_valued("value")
+        return [column.in_(sa.select(ids_table.c.value))]
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return [column == sa.any_(sa.literal(list(ids), ARRAY(sa.String)))]
+    return [column.in_(batch) for batch in chunks(ids, BATCH)]
+
+
+def _sqlite_has_json() -> bool:
+    import sqlite3
+
+    return sqlite3.sqlite_version_info >= (3, 38)  # JSON functions built in from 3.38 on
+
+
+_SQLITE_JSON = _sqlite_has_json()
+
+
 def build_infos(conn: sa.Connection, rows: list[Any]) -> list[dict[str, Any]]:
-    """TraceInfo dicts for ``trace_info`` rows: tags (with the name), metadata (with the promoted
-    analytics columns), assessments."""
+    """TraceInfo dicts for rows of `info_columns`: tags (with the name), metadata (with the promoted
+    analytics columns), assessments. One statement each for the tags and the metadata, and one for
+    the assessments when a row's flag says it has some."""
     if not rows:
         return []
-    ids = [r[0] for r in rows]
-    tags: dict[str, dict] = defaultdict(dict)
-    meta: dict[str, dict] = defaultdict(dict)
-    assessments: dict[str, list] = defaultdict(list)
+    tags: dict[str, dict] = {}
+    meta: dict[str, dict] = {}
+    for r in rows:
+        tags[r[0]] = {}
+        meta[r[0]] = {}
+    ids = list(tags)
     tt, tm, a = s.trace_tags, s.trace_request_metadata, s.assessments
-    for batch in chunks(ids, BATCH):
+    for condition in ids_in(conn, tt.c.request_id, ids):
         # fetchall and plain tuples: a page of 500 traces has thousands of tag and metadata rows
         for request_id, key, value in conn.execute(
-                sa.select(tt.c.request_id, tt.c.key, tt.c.value).where(tt.c.request_id.in_(batch))).fetchall():
-            if key != TRACE_NAME:
-                tags[request_id][key] = value
+                sa.select(tt.c.request_id, tt.c.key, tt.c.value).where(condition, tt.c.key != TRACE_NAME)).fetchall():
+            tags[request_id][key] = value
+    for condition in ids_in(conn, tm.c.request_id, ids):
         for request_id, key, value in conn.execute(
-                sa.select(tm.c.request_id, tm.c.key, tm.c.value).where(tm.c.request_id.in_(batch))).fetchall():
-            if key not in PROMOTED:
-                meta[request_id][key] = value
-        for r in conn.execute(sa.select(a).where(a.c.trace_id.in_(batch))).fetchall():
-            assessments[r.trace_id].append(assessment_of(r))
+                sa.select(tm.c.request_id, tm.c.key, tm.c.value).where(condition, tm.c.key.notin_(sorted(PROMOTED)))
+        ).fetchall():
+            meta[request_id][key] = value
+    assessments: dict[str, list] = defaultdict(list)
+    assessed = [r[0] for r in rows if r[_FLAG_AT]]
+    if assessed:
+        for condition in ids_in(conn, a.c.trace_id, assessed):
+            for r in conn.execute(sa.select(a).where(condition)).fetchall():
+                assessments[r.trace_id].append(assessment_of(r))
     out = []
-    names = [c.name for c in s.trace_info.columns]
-    at = {n: names.index(n) for n in names}
-    token_at = [(k, at[c]) for k, c in TOKEN_COLUMNS.items()]
-    cost_at = [(k, at[c]) for k, c in COST_COLUMNS.items()]
-    for row in rows:
-        r = tuple(row)  # positional access: a page holds up to 500 of these
+    for r in rows:
         request_id = r[0]
         t = tags[request_id]
-        if r[at["trace_name"]] is not None:
-            t[TRACE_NAME] = r[at["trace_name"]]
+        if r[8] is not None:
+            t[TRACE_NAME] = r[8]
         m = meta[request_id]
-        if r[at["session_id"]] is not None:
-            m[SESSION] = r[at["session_id"]]
-        usage = {k: _token_count(r[i]) for k, i in token_at if r[i] is not None}
+        if r[9] is not None:
+            m[SESSION] = r[9]
+        usage = {k: _token_count(r[i]) for k, i in _TOKENS_AT if r[i] is not None}
         if usage:
             m[TOKEN_USAGE] = json.dumps(usage)
-        cost = {k: r[i] for k, i in cost_at if r[i] is not None}
+        cost = {k: r[i] for k, i in _COSTS_AT if r[i] is not None}
         if cost:
             m[COST] = json.dumps(cost)
         out.append({
-            "trace_id": request_id, "experiment_id": str(r[at["experiment_id"]]), "request_time": r[at["timestamp_ms"]],
-            "execution_duration": r[at["execution_time_ms"]], "state": r[at["status"]],
-            "client_request_id": r[at["client_request_id"]], "request_preview": r[at["request_preview"]],
-            "response_preview": r[at["response_preview"]], "tags": t, "trace_metadata": m,
-            "assessments": assessments[request_id],
+            "trace_id": request_id, "experiment_id": str(r[1]), "request_time": r[2], "execution_duration": r[3],
+            "state": r[4], "client_request_id": r[5], "request_preview": r[6], "response_preview": r[7],
+            "tags": t, "trace_metadata": m, "assessments": assessments.get(request_id, []),
         })
     return out
