@@ -1,6 +1,7 @@
 """MLflow's UI on `trackops serve --auth` in headless Chromium: a plain user (the browser's Basic
 credentials) sees only the experiments it may read, a write it may not do shows MLflow's error
 message instead of breaking the page, and `/graphql` answers nothing of a run the user may not read.
+Each test runs on SQLite and on PostgreSQL (one server per backend for the module).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ RUN_QUERY = ("query GetRun($data: MlflowGetRunInput!) { mlflowGetRun(input: $dat
              " run { info { runName } data { params { key value } } } apiError { code message } } }")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request, tmp_path_factory):
     """--auth with NO_PERMISSIONS by default: dana may READ `visible` only."""
-    proc = serve(tmp_path_factory, "pages-auth", "--auth", "--default-permission", "NO_PERMISSIONS",
-                 env={"TRACKOPS_ADMIN_USERNAME": ADMIN[0], "TRACKOPS_ADMIN_PASSWORD": ADMIN[1]})
+    proc = serve(tmp_path_factory, f"pages-auth-{request.param}", "--auth", "--default-permission", "NO_PERMISSIONS",
+                 backend=request.param, env={"TRACKOPS_ADMIN_USERNAME": ADMIN[0], "TRACKOPS_ADMIN_PASSWORD": ADMIN[1]})
     try:
         api = httpx.Client(base_url=proc.url + "/api/2.0/mlflow", auth=ADMIN, timeout=30)
         ids = {}
