@@ -2,6 +2,8 @@
 `trackops serve`, on data written with the real `mlflow` client: text, JSON, image and MLmodel
 previews through proxied artifacts (local folder, and S3 on moto), the models list, a model page,
 a version page (tags shown and one added, alias, the stage), and an experiment's logged models.
+Every test runs on SQLite and on PostgreSQL: the module's `backend` parameter is shared by the
+local-artifacts server and the S3 one, so each backend has one of each.
 """
 
 from __future__ import annotations
@@ -51,8 +53,14 @@ def write_data(base: str) -> dict:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def local(request, tmp_path_factory):
-    proc = serve(tmp_path_factory, f"pages-models-{request.param}", backend=request.param)
+def backend(request) -> str:
+    """The backend store of both servers below: "sqlite" or "postgresql"."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def local(backend, tmp_path_factory):
+    proc = serve(tmp_path_factory, f"pages-models-{backend}", backend=backend)
     try:
         ids = write_data(proc.url)
         c = client(proc.url)
@@ -69,7 +77,8 @@ def local(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def on_s3(tmp_path_factory, moto_endpoint):
+def on_s3(backend, tmp_path_factory, moto_endpoint):
+    """A server on the same backend store whose artifact root is a bucket of the moto S3 server."""
     import boto3
 
     bucket = f"ui-{uuid.uuid4().hex[:12]}"
@@ -77,7 +86,8 @@ def on_s3(tmp_path_factory, moto_endpoint):
            "MLFLOW_S3_ENDPOINT_URL": moto_endpoint, "AWS_ENDPOINT_URL_S3": moto_endpoint}
     boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
                  aws_secret_access_key="testing").create_bucket(Bucket=bucket)
-    proc = serve(tmp_path_factory, "pages-models-s3", env=env, artifacts=f"s3://{bucket}/mlartifacts")
+    proc = serve(tmp_path_factory, f"pages-models-s3-{backend}", env=env, artifacts=f"s3://{bucket}/mlartifacts",
+                 backend=backend)
     try:
         yield proc.url, {**write_data(proc.url), "bucket": bucket}
     finally:
@@ -150,7 +160,10 @@ def test_models_list_model_page_and_version_page_show_tags_alias_and_stage_and_a
     stage = page.get_by_text("Stage", exact=True).locator("xpath=ancestor::*[3]")
     stage.get_by_text("None", exact=True).click()
     page.get_by_role("menuitem").filter(has_text="Staging").click()
-    page.get_by_role("dialog").get_by_role("button", name="OK").click()
+    confirm = page.get_by_role("dialog")
+    confirm.get_by_role("button", name="OK").wait_for()
+    screenshot(page, "ui-model-stage")
+    confirm.get_by_role("button", name="OK").click()
     until(lambda: c.get_model_version(MODEL, ids["version"]).current_stage == "Staging")
     page.reload()
     stage = page.get_by_text("Stage", exact=True).locator("xpath=ancestor::*[3]")
