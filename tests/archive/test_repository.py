@@ -171,3 +171,84 @@ def test_backend_contract_on_every_backend(repo_uri, tmp_path):
         backend.get("objects/ab/abc")
     with pytest.raises(ArtifactNotFound):
         backend.size("objects/ab/abc")
+
+
+def test_backend_lists_the_files_of_a_folder_without_deeper_keys(repo_uri):
+    from trackops.archive.backend import open_backend
+
+    backend = open_backend(repo_uri)
+    for key in ("snapshots/a.json", "snapshots/b.json", "snapshots/deeper/c.json"):
+        backend.put_bytes(key, b"{}")
+    assert sorted(backend.files("snapshots")) == ["a.json", "b.json"]
+    assert backend.files("nothing") == []
+
+
+def test_packs_and_large_files_are_stored_under_the_hash_of_exactly_their_bytes(tmp_path):
+    import blake3
+
+    repo = Repository.open_or_create(str(tmp_path / "repo"))
+    parts = [b"a" * 1000, b"", b"b" * (3 * 1024 * 1024 + 7), b"c"]
+    whole = b"".join(parts)
+    object_id, size, new = repo.put_parts(parts, len(whole))
+    assert (object_id, size, new) == (blake3.blake3(whole).hexdigest(), len(whole), True)
+    assert b"".join(repo.read_object(object_id)) == whole
+    assert repo.put_parts([whole], len(whole))[2] is False  # same content, in other parts: stored once
+    source = tmp_path / "big.bin"
+    source.write_bytes(whole + b"tail")
+    stored = repo.put_local_file(source)
+    assert stored == (blake3.blake3(whole + b"tail").hexdigest(), len(whole) + 4, True)
+    assert b"".join(repo.read_object(stored[0])) == whole + b"tail"
+    assert repo.put_local_file(source)[2] is False
+    assert not list((tmp_path / "repo" / "tmp").iterdir())  # no spool file left behind
+
+
+def test_index_entries_sort_as_tuples_of_their_fields_and_version_1_lines_decode():
+    import dataclasses
+    import random
+
+    rng = random.Random(7)
+    entries = [IndexEntry(rng.randint(0, 2), f"p{rng.randint(0, 9)}", f"{rng.randint(0, 3):064x}",
+                          rng.randint(0, 5), rng.choice([1.5, 2.5])) for _ in range(400)]
+    assert sorted(entries) == sorted(entries, key=dataclasses.astuple)
+    a, b = IndexEntry(0, "a", "x", 1), IndexEntry(0, "a", "y", 1)
+    assert a < b and b > a and a <= a and b >= a and not b < a
+    located = [Location("mlflow-artifacts:/1", "file:///d/1"), Location("s3://b/p", "s3://b/p")]
+    v2 = [IndexEntry(0, "f", "ab" * 32, 3, 1.5, 42, "cd" * 32, 10), IndexEntry(1, "g", "ef" * 32, 9, None)]
+    _locs, packs, got = artifact_index.read([b"".join(artifact_index.encode(located, v2, {"cd" * 32: 13}))])
+    got = list(got)
+    assert got == v2 and packs == {"cd" * 32: 13} and hash(got[0]) == hash(v2[0])
+    assert dataclasses.replace(got[1], location=0) == IndexEntry(0, "g", "ef" * 32, 9, None)
+    _locs, v1 = artifact_index.decode(b"".join(artifact_index.encode(located, v2[1:])) for _ in [0])
+    assert list(v1) == [IndexEntry(1, "g", "ef" * 32, 9, None, None, None, None)]
+
+
+def test_mysql_schema_fingerprint_follows_columns_and_keys(mysql_url):
+    from trackops.archive import fingerprint
+
+    engine = sa.create_engine(mysql_url, poolclass=sa.pool.NullPool)
+    try:
+        def mark() -> str:
+            with engine.connect() as conn:
+                return fingerprint.schema_fingerprint(conn)
+
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE parent (id INT PRIMARY KEY, name VARCHAR(20))")
+            conn.exec_driver_sql("CREATE TABLE child (a INT, b INT, parent_id INT, PRIMARY KEY (a, b))")
+        first = mark()
+        assert first.startswith("mysql-schema:") and mark() == first
+        seen = {first}
+        for change in ("ALTER TABLE parent MODIFY name VARCHAR(30)",
+                       "ALTER TABLE child ADD FOREIGN KEY (parent_id) REFERENCES parent (id)",
+                       "ALTER TABLE child DROP PRIMARY KEY, ADD PRIMARY KEY (b, a)",
+                       "ALTER TABLE child ADD COLUMN c DOUBLE",
+                       "CREATE TABLE other (id INT)"):
+            with engine.begin() as conn:
+                conn.exec_driver_sql(change)
+            now = mark()
+            assert now not in seen, change
+            seen.add(now)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO parent VALUES (1, 'x')")
+        assert mark() == now  # rows are not the schema
+    finally:
+        engine.dispose()

@@ -8,6 +8,7 @@ multipart upload). `get` of a missing key raises `ArtifactNotFound`; `exists` ne
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -59,6 +60,10 @@ class Backend:
         for key, _size, _modified in self.keys(prefix):
             yield key.rsplit("/", 1)[-1]
 
+    def files(self, prefix: str) -> list[str]:
+        """Names of the files directly under ``prefix/`` (no deeper), unordered."""
+        return [key[len(prefix) + 1:] for key, _size, _m in self.keys(prefix) if "/" not in key[len(prefix) + 1:]]
+
     def sync(self) -> None:
         """Make every finished put durable (before a manifest is written)."""
 
@@ -95,15 +100,26 @@ class LocalBackend(Backend):
         self._unsynced = True
 
     def put_bytes(self, key: str, data: bytes, *, durable: bool = True) -> None:
-        if durable:
-            self._files.write(key, data)  # temp, fsync, rename
-            return
+        # A temp file in tmp/, then a rename: keys are the repository's own names (no user paths to
+        # check), so none of the artifact store's path checks are needed.
         temp = self.temp_file()
-        with open(temp, "wb") as out:
-            out.write(data)
-        target = os.path.join(self._root, key)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.replace(temp, target)  # not counted as unsynced: nothing waits for it to be durable
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                if durable:
+                    out.flush()
+                    os.fsync(out.fileno())
+            target = os.path.join(self._root, key)
+            folder = os.path.dirname(target)
+            if folder not in self._made:
+                os.makedirs(folder, exist_ok=True)
+                self._made.add(folder)
+            os.replace(temp, target)  # a lock is not counted as unsynced: nothing waits for it
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
 
     def get(self, key: str) -> ArtifactReader:
         return self._files.open(key)
@@ -141,6 +157,13 @@ class LocalBackend(Backend):
                 for entry in it:
                     if entry.is_file(follow_symlinks=False):
                         yield entry.name
+
+    def files(self, prefix: str) -> list[str]:
+        try:
+            with os.scandir(os.path.join(self._root, prefix)) as it:  # no stat per file
+                return [e.name for e in it if e.is_file(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
 
     def temp_file(self) -> Path:
         folder = os.path.join(self._root, "tmp")

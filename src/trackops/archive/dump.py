@@ -31,8 +31,19 @@ def _default(value: Any) -> Any:
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True, default=_default).encode
 
 
+_KINDS: dict[type, str] = {}
+
+
 def column_kind(type_: sa.types.TypeEngine) -> str:
-    """The dump kind of a reflected column type."""
+    """The dump kind of a reflected column type (it depends on the type's class only: cached per class,
+    since every backup asks it for every column)."""
+    kind = _KINDS.get(type(type_))
+    if kind is None:
+        kind = _KINDS[type(type_)] = _column_kind(type_)
+    return kind
+
+
+def _column_kind(type_: sa.types.TypeEngine) -> str:
     if isinstance(type_, sa.Boolean):
         return "bool"
     if isinstance(type_, sa.Integer):

@@ -123,6 +123,20 @@ def schema_fingerprint(conn: sa.Connection) -> str | None:
             FROM pg_constraint WHERE connamespace = current_schema()::regnamespace AND contype IN ('p', 'f')
             ORDER BY 1, 2, 3""").all()
         kind = "postgresql-schema"
+    elif dialect == "mysql":
+        # information_schema of the current database: every column with its full type, generation and
+        # position, and every primary-key and foreign-key column in key order with what it refers to.
+        rows = conn.exec_driver_sql("""
+            SELECT 'c', table_name, ordinal_position, column_name, column_type, is_nullable,
+                   coalesce(generation_expression, ''), extra
+            FROM information_schema.columns WHERE table_schema = DATABASE()
+            UNION ALL
+            SELECT 'k', table_name, ordinal_position, constraint_name, column_name,
+                   coalesce(referenced_table_name, ''), coalesce(referenced_column_name, ''), ''
+            FROM information_schema.key_column_usage
+            WHERE table_schema = DATABASE() AND (constraint_name = 'PRIMARY' OR referenced_table_name IS NOT NULL)
+            ORDER BY 2, 1, 4, 3, 5""").all()
+        kind = "mysql-schema"
     else:
         return None
     hasher = blake3.blake3()

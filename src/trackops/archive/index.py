@@ -20,7 +20,7 @@ class Location:
     place: str
 
 
-@dataclasses.dataclass(frozen=True, order=True)
+@dataclasses.dataclass(frozen=True)
 class IndexEntry:
     location: int
     path: str
@@ -31,6 +31,42 @@ class IndexEntry:
     pack: str | None = None
     """The pack holding this file's bytes (then `object` is its member id), or None: an object of its own."""
     offset: int | None = None
+
+    # Ordered as the dataclass would order it (all fields as a tuple), but decided by location and path
+    # first without building tuples: sorting a large index is per-file work of every backup.
+    def __lt__(self, other: IndexEntry) -> bool:
+        if self.location != other.location:
+            return self.location < other.location
+        if self.path != other.path:
+            return self.path < other.path
+        return _fields(self) < _fields(other)
+
+    def __gt__(self, other: IndexEntry) -> bool:
+        return other.__lt__(self)
+
+    def __le__(self, other: IndexEntry) -> bool:
+        return self == other or self.__lt__(other)
+
+    def __ge__(self, other: IndexEntry) -> bool:
+        return self == other or other.__lt__(self)
+
+    @classmethod
+    def from_line(cls, fields: list) -> IndexEntry:
+        """An entry from a decoded index line (five elements in version 1, eight in version 2), without
+        the frozen __init__'s attribute-by-attribute setting: an index is decoded on every backup."""
+        entry = object.__new__(cls)
+        values = dict(_DEFAULTS)
+        values.update(zip(_NAMES, fields))
+        entry.__dict__.update(values)
+        return entry
+
+
+_NAMES = tuple(f.name for f in dataclasses.fields(IndexEntry))
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(IndexEntry) if f.default is not dataclasses.MISSING}
+
+
+def _fields(entry: IndexEntry) -> tuple:
+    return tuple(getattr(entry, name) for name in _NAMES)
 
 
 _line = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps makes one per call
@@ -85,19 +121,25 @@ def read(chunks: Iterable[bytes]) -> tuple[list[Location], dict[str, int], Itera
     locations = [Location(**x) for x in header["locations"]]
     packs = {pack: size for pack, size in header.get("packs", [])}
 
+    def decoded(text: bytes) -> Iterator[IndexEntry]:
+        # Complete lines decoded as one JSON array: one json.loads per chunk, not per file.
+        lines = b",".join(line for line in text.split(b"\n") if line)
+        if lines:
+            from_line = IndexEntry.from_line
+            for fields in json.loads(b"[" + lines + b"]"):
+                yield from_line(fields)
+
     def entries() -> Iterator[IndexEntry]:
         nonlocal buffer
         for chunk in it:
             buffer += decompressor.decompress(chunk)
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                if line:
-                    yield IndexEntry(*json.loads(line))
+            cut = buffer.rfind(b"\n")
+            if cut >= 0:
+                text, buffer = buffer[:cut], buffer[cut + 1:]
+                yield from decoded(text)
         buffer += decompressor.flush()
         if not decompressor.eof:
             raise ValueError("artifact index is truncated")
-        for line in buffer.split(b"\n"):
-            if line:
-                yield IndexEntry(*json.loads(line))
+        yield from decoded(buffer)
 
     return locations, packs, entries()

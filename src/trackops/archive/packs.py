@@ -3,7 +3,8 @@
 `Packer` is shared by the copying threads, which read and hash files in parallel; a lock guards only
 appending a file's bytes to the open pack and the table of members (so that two files with the same
 content in one backup share one member). A full pack is hashed and stored by the thread that filled
-it, outside the lock, while the others go on filling the next one. The ids of packs are known once
+it, outside the lock, while the others go on filling the next one; its members are hashed and written
+as they are (vectored writes), never joined into one 16 MiB copy first. The ids of packs are known once
 they are stored: `Packer.finish` stores the last partial packs and returns ``(member ref -> pack id)``
 resolution for the index.
 """
@@ -67,7 +68,7 @@ class Packer:
         return builder, offset, True
 
     def _store(self, builder: PackBuilder) -> None:
-        object_id, size, new = self.repo.put_bytes_object(b"".join(builder.parts))
+        object_id, size, new = self.repo.put_parts(builder.parts, builder.size)
         builder.parts = []
         builder.id = object_id
         with self._lock:

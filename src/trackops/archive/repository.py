@@ -17,8 +17,9 @@ import datetime as dt
 import hashlib
 import json
 import secrets
-import socket
 import os
+import socket
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -184,30 +185,72 @@ class Repository:
             w.write(data)
             return w.finish()
 
+    def put_parts(self, parts: list[bytes], size: int) -> tuple[str, int, bool]:
+        """Store an object held in memory as consecutive parts (a pack): hashed part by part, and, when
+        new, written with vectored writes, so the parts are never joined into one copy."""
+        hasher = self.hasher(size_hint=size)
+        for part in parts:
+            hasher.update(part)
+        object_id = hasher.hexdigest()
+        if self.has_object(object_id):
+            return object_id, size, False
+        if self.keys is not None or not self.backend.local:
+            with self.writer() as w:
+                for part in parts:
+                    w.write(part)
+                return w.finish()
+        temp = self.backend.temp_file()
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                pending = [memoryview(part) for part in parts if part]
+                while pending:
+                    written = os.writev(fd, pending[:IOV_BATCH])
+                    while pending and written >= len(pending[0]):
+                        written -= len(pending[0])
+                        pending.pop(0)
+                    if written:
+                        pending[0] = pending[0][written:]
+            finally:
+                os.close(fd)
+            self.backend.put_file(object_key(object_id), temp)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        if self._known is not None:
+            self._known.add(object_id)
+        return object_id, size, True
+
     def put_local_file(self, path: str | os.PathLike) -> tuple[str, int, bool] | None:
         """Store a local file by an in-kernel copy, then hash the copy; None when this repository can't.
 
         The fast path of a local, unencrypted repository: ``copy_file_range`` into the spool file (no
-        user-space copy, like ``cp``), then the hash of the spool file through ``mmap``. Hashing the copy,
-        not the source, keeps id and content consistent even if the source changes meanwhile.
+        user-space copy, like ``cp``), then the hash of the spool file, read back from the page cache
+        into this thread's reused buffer. Hashing the copy, not the source, keeps id and content
+        consistent even if the source changes meanwhile. Measured against the alternatives (one pass
+        of read, hash and write; or hashing the copy through ``mmap``, whose page faults cost more
+        than the hashing), this costs the least CPU, and the copy is bound by the CPU.
         """
         if self.keys is not None or not self.backend.local or not hasattr(os, "copy_file_range"):
             return None
-        import mmap
-
+        buffer = _copy_buffer()
+        view = memoryview(buffer)
         temp = self.backend.temp_file()
         try:
-            with open(path, "rb") as src, open(temp, "wb") as out:
+            with open(path, "rb", buffering=0) as src, open(temp, "wb+", buffering=0) as out:
                 size = 0
                 while True:
                     n = os.copy_file_range(src.fileno(), out.fileno(), 1 << 30)
                     if n == 0:
                         break
                     size += n
-            hasher = self.hasher(size_hint=size)
-            if size:
-                with open(temp, "rb") as spooled, mmap.mmap(spooled.fileno(), 0, access=mmap.ACCESS_READ) as view:
-                    hasher.update(view)  # BLAKE3 and hashlib release the GIL while hashing
+                out.seek(0)
+                hasher = self.hasher()  # one thread per file: the copying threads keep the cores busy
+                while True:
+                    n = out.readinto(buffer)
+                    if not n:
+                        break
+                    hasher.update(view[:n])  # BLAKE3 releases the GIL while hashing
             object_id = hasher.hexdigest()
             if self.has_object(object_id):
                 temp.unlink(missing_ok=True)
@@ -251,12 +294,7 @@ class Repository:
 
     def snapshot_ids(self) -> list[str]:
         """Ids of complete snapshots (those with a manifest), oldest first."""
-        out = []
-        for key, _size, _m in self.backend.keys(SNAPSHOTS):
-            name = key.rsplit("/", 1)[-1]
-            if name.endswith(".json") and "/" not in key[len(SNAPSHOTS) + 1:]:
-                out.append(name[:-5])
-        return sorted(out)
+        return sorted(name[:-5] for name in self.backend.files(SNAPSHOTS) if name.endswith(".json"))
 
     def read_manifest_bytes(self, snapshot_id: str) -> bytes:
         key = f"{SNAPSHOTS}/{snapshot_id}.json"
@@ -385,6 +423,19 @@ class Spool:
     def __exit__(self, exc_type, *_exc) -> None:
         if exc_type is not None and self.writer is not None:
             self.writer.abort()
+
+
+COPY_BUFFER = 1024 * 1024
+IOV_BATCH = 512  # buffers per writev call (IOV_MAX is 1024 on Linux)
+_buffers = threading.local()
+
+
+def _copy_buffer() -> bytearray:
+    """This thread's copy buffer (one per copying thread, reused for every file)."""
+    buffer = getattr(_buffers, "buffer", None)
+    if buffer is None:
+        buffer = _buffers.buffer = bytearray(COPY_BUFFER)
+    return buffer
 
 
 def sha256_hex(data: bytes) -> str:
