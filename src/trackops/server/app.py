@@ -7,10 +7,14 @@ MLflow error JSON and anything unexpected into a 500 that leaks no SQL, tracebac
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextvars
 import dataclasses
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Mount, Route as StarletteRoute
+from starlette.routing import Match, Mount, Route as StarletteRoute
 
 from trackops import __version__
 from trackops.config import Settings
@@ -58,6 +62,42 @@ class ServerContext:
     static_prefix: str | None = None  # everything under this path, as mlflow server --static-prefix
     inline_handlers: bool = False  # run reads marked inline on the event loop (local SQLite only)
     in_flight: list = dataclasses.field(default_factory=lambda: [0])  # JSON requests being handled now
+    # SQLite: the one thread that runs this worker's database writes (see `_writer`), made on first use.
+    writer: Any = None
+
+
+# Handlers run on this pool (as many threads as Starlette's default, 40). A hand-off through
+# asyncio's executor costs one thread wake-up each way; anyio's (run_in_threadpool) adds a
+# capacity limiter, a cancel scope and an extra turn of the event loop, which for a one-row
+# request is a good part of its time.
+HANDLER_THREADS = 40
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _handler_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = concurrent.futures.ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="trackops-handler")
+    return _pool
+
+
+def _writer(ctx: ServerContext) -> concurrent.futures.ThreadPoolExecutor:
+    """SQLite: one thread runs the worker's writes, in arrival order. SQLite admits one writer at a
+    time anyway; with the writes spread over the pool, each waited for the write lock in its own
+    thread, and every commit woke all of them to fight over it (and over the GIL)."""
+    if ctx.writer is None:
+        with _pool_lock:
+            if ctx.writer is None:
+                ctx.writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="trackops-writer")
+    return ctx.writer
+
+
+async def in_thread(pool: concurrent.futures.Executor, fn: Callable, *args: Any) -> Any:
+    """fn(*args) on `pool`, with the caller's context variables (the authenticated user)."""
+    return await asyncio.get_running_loop().run_in_executor(pool, contextvars.copy_context().run, fn, *args)
 
 
 class FastJSONResponse(Response):
@@ -174,8 +214,9 @@ def _serialised(handler: Callable, lock: Any) -> Callable:
 def _endpoint(route: Route, ctx: ServerContext, template: str) -> Callable:
     metrics = ctx.metrics
     handler = route.handler
-    if ctx.write_lock is not None and not route.raw and route.access not in (Access.READ, Access.PUBLIC):
-        handler = _serialised(handler, ctx.write_lock)
+    writes = ctx.write_lock is not None and not route.raw and route.access not in (Access.READ, Access.PUBLIC)
+    if writes:
+        handler = _serialised(handler, ctx.write_lock)  # the lock still keeps out other writers (webhooks)
 
     if route.raw:
         async def raw_endpoint(request: Request) -> Response:
@@ -213,7 +254,8 @@ def _endpoint(route: Route, ctx: ServerContext, template: str) -> Callable:
             if inline and flight[0] == 1:
                 result = handler(ctx, params, request.path_params)
             else:
-                result = await run_in_threadpool(handler, ctx, params, request.path_params)
+                result = await in_thread(_writer(ctx) if writes else _handler_pool(), handler, ctx, params,
+                                         request.path_params)
             response = result if isinstance(result, Response) else FastJSONResponse(result)
         except TrackopsError as exc:
             response = error_response(exc)
@@ -269,13 +311,58 @@ def _probe_routes(ctx: ServerContext) -> list[StarletteRoute]:
             StarletteRoute("/version", version, methods=["GET"]), StarletteRoute("/metrics", metrics, methods=["GET"])]
 
 
+class TrackopsApp(Starlette):
+    """Starlette, with a dictionary in front of its route list for the API's fixed paths.
+
+    Starlette finds a request's route by trying each route's pattern in turn (a few hundred here:
+    every endpoint under /api and /ajax-api) and then passes it through two exception-handling
+    layers. An API endpoint answers every error itself, so a request for a fixed path that Starlette
+    would route to it goes to it directly, with the scope Starlette would give it. Everything else
+    (path parameters, HEAD, a trailing slash, the UI, a 404 or 405) takes Starlette's way.
+    """
+
+    exact: dict[tuple[str, str], StarletteRoute] = {}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            target = self.exact.get((scope["method"], scope["path"]))
+            if target is not None:
+                scope["app"] = self
+                scope.setdefault("router", self.router)
+                scope["endpoint"] = target.endpoint
+                scope["path_params"] = {}
+                response = await target.endpoint(Request(scope, receive, send))
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def _exact_routes(ordered: list, api_routes: list[StarletteRoute]) -> dict[tuple[str, str], StarletteRoute]:
+    """(method, path) -> route for the API routes without path parameters that Starlette itself
+    would pick for that method and path (the first route in `ordered` that matches it fully)."""
+    exact: dict[tuple[str, str], StarletteRoute] = {}
+    for candidate in api_routes:
+        if candidate.param_convertors or not candidate.methods:
+            continue
+        for method in candidate.methods:
+            if method == "HEAD":
+                continue
+            scope = {"type": "http", "path": candidate.path, "root_path": "", "method": method}
+            first = next((r for r in ordered if r.matches(scope)[0] is Match.FULL), None)
+            if first is candidate:
+                exact[(method, candidate.path)] = candidate
+    return exact
+
+
 def create_app(ctx: ServerContext, routes: list[Route]) -> Starlette:
     """The Starlette app serving `routes` under every API prefix and version, plus the probes."""
     starlette_routes = _probe_routes(ctx)
+    api_routes = []  # their endpoints answer every error themselves (error_response, internal_error)
     for r in routes:
         for path, template in r.mounts():  # under every API prefix and version, or at the root
-            starlette_routes.append(StarletteRoute(path, _endpoint(r, ctx, template), methods=[r.method],
-                                                   include_in_schema=False))
+            api_routes.append(StarletteRoute(path, _endpoint(r, ctx, template), methods=[r.method],
+                                             include_in_schema=False))
+    starlette_routes += api_routes
 
     async def not_found(request: Request, exc: HTTPException) -> Response:
         ctx.metrics.observe(request.method, "unmatched", exc.status_code, 0.0)
@@ -311,6 +398,8 @@ def create_app(ctx: ServerContext, routes: list[Route]) -> Starlette:
     starlette_routes += ui_routes(ctx.ui or UiBundle("none"), asset_missing, gate)  # after the API routes
     if ctx.static_prefix:  # /mlflow answers nothing but its redirect to /mlflow/, as in mlflow server
         starlette_routes = [Mount(ctx.static_prefix, routes=starlette_routes)]
-    app = Starlette(routes=starlette_routes, exception_handlers={HTTPException: not_found, Exception: crash})
+    app = TrackopsApp(routes=starlette_routes, exception_handlers={HTTPException: not_found, Exception: crash})
     app.state.ctx = ctx
+    if not ctx.static_prefix:
+        app.exact = _exact_routes(starlette_routes, api_routes)
     return app

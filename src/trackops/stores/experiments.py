@@ -17,7 +17,7 @@ from trackops.db import schema as s
 from trackops.entities import Experiment, ExperimentTag, LifecycleStage, ViewType
 from trackops.errors import InvalidParameterValue, InvalidState, ResourceAlreadyExists, ResourceDoesNotExist
 from trackops.stores.rows import chunks, experiment_from_row, load_experiments
-from trackops.stores.sql import upsert
+from trackops.stores.sql import DriverQuery, upsert
 from trackops.stores.uris import append_to_uri_path, resolve_uri_if_local
 from trackops.stores.validation import (
     parse_experiment_id,
@@ -79,20 +79,21 @@ def _row(conn: sa.Connection, experiment_id: int | str | None, view: ViewType = 
     return row
 
 
-# Built once: experiments/get is a hot path, and building a statement costs more than running it.
-_BY_ID = sa.select(s.experiments).where(s.experiments.c.experiment_id == sa.bindparam("eid"),
-                                        s.experiments.c.lifecycle_stage.in_(ViewType.ALL.stages()))
-_TAGS_OF = sa.select(s.experiment_tags.c.key, s.experiment_tags.c.value).where(
-    s.experiment_tags.c.experiment_id == sa.bindparam("eid"))
+# Built once and sent on the driver's cursor (DriverQuery): experiments/get is a hot path, and
+# building a statement, or even running a cached one through SQLAlchemy, costs more than SQLite's work.
+_BY_ID = DriverQuery(sa.select(s.experiments).where(s.experiments.c.experiment_id == sa.bindparam("eid"),
+                                                    s.experiments.c.lifecycle_stage.in_(ViewType.ALL.stages())))
+_TAGS_OF = DriverQuery(sa.select(s.experiment_tags.c.key, s.experiment_tags.c.value).where(
+    s.experiment_tags.c.experiment_id == sa.bindparam("eid")))
 
 
 def get(conn: sa.Connection, experiment_id: int | str) -> Experiment:
     """The experiment (active or deleted), or ResourceDoesNotExist."""
     eid = DEFAULT_EXPERIMENT_ID if experiment_id in (None, "") else parse_experiment_id(experiment_id)
-    row = conn.execute(_BY_ID, {"eid": eid}).first()
+    row = _BY_ID.first(conn, {"eid": eid})
     if row is None:
         raise ResourceDoesNotExist(f"No Experiment with id={eid} exists")
-    return experiment_from_row(row, dict(conn.execute(_TAGS_OF, {"eid": eid}).all()))
+    return experiment_from_row(row, dict(_TAGS_OF.rows(conn, {"eid": eid})))
 
 
 def get_by_name(conn: sa.Connection, name: str) -> Experiment | None:

@@ -30,7 +30,7 @@ from trackops.db import schema as s
 from trackops.entities import Metric
 from trackops.errors import InvalidParameterValue, ResourceDoesNotExist
 from trackops.stores.rows import metric_value
-from trackops.stores.sql import insert_ignoring_duplicates, insert_ignoring_sql
+from trackops.stores.sql import driver_execute, insert_ignoring_duplicates, insert_ignoring_sql
 
 MAX_FLOAT = 1.7976931348623157e308
 # The client asks for this many points per history page.
@@ -97,9 +97,9 @@ def _insert_rows(conn: sa.Connection, table: str, rows: list[tuple]) -> None:
     if sql is None:
         sql = _SQL_CACHE[(table, dialect)] = insert_ignoring_sql(conn, getattr(s, table), METRIC_COLUMNS)
     if dialect == "postgresql":
-        conn.exec_driver_sql(sql, {f"c{i}": list(col) for i, col in enumerate(zip(*rows))})
+        driver_execute(conn, sql, {f"c{i}": list(col) for i, col in enumerate(zip(*rows))})
     else:
-        conn.exec_driver_sql(sql, rows)
+        driver_execute(conn, sql, rows, many=True)
 
 
 METRIC_COLUMNS = ("run_uuid", "key", "value", "timestamp", "step", "is_nan")
@@ -112,8 +112,8 @@ def _raise_latest(conn: sa.Connection, run_id: str, newest: list[tuple]) -> None
     q = conn.dialect.identifier_preparer.quote_identifier
     key, ts = q("key"), q("timestamp")
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(
-            f"UPDATE latest_metrics AS lm SET value = n.value, {ts} = n.ts, step = n.step, is_nan = n.is_nan "
+        driver_execute(
+            conn, f"UPDATE latest_metrics AS lm SET value = n.value, {ts} = n.ts, step = n.step, is_nan = n.is_nan "
             "FROM unnest(CAST(%(k)s AS text[]), CAST(%(v)s AS float8[]), CAST(%(t)s AS int8[]), "
             "CAST(%(s)s AS int8[]), CAST(%(n)s AS bool[])) AS n(key, value, ts, step, is_nan) "
             f"WHERE lm.run_uuid = %(r)s AND lm.{key} = n.key "
@@ -122,10 +122,10 @@ def _raise_latest(conn: sa.Connection, run_id: str, newest: list[tuple]) -> None
              "t": [p[3] for p in newest], "s": [p[4] for p in newest], "n": [p[5] for p in newest]})
         return
     m = "?" if conn.dialect.name == "sqlite" else "%s"
-    conn.exec_driver_sql(
-        f"UPDATE latest_metrics SET value = {m}, {ts} = {m}, step = {m}, is_nan = {m} "
+    driver_execute(
+        conn, f"UPDATE latest_metrics SET value = {m}, {ts} = {m}, step = {m}, is_nan = {m} "
         f"WHERE run_uuid = {m} AND {key} = {m} AND (step, {ts}, value) < ({m}, {m}, {m})",
-        [(p[2], p[3], p[4], p[5], run_id, p[1], p[4], p[3], p[2]) for p in newest])
+        [(p[2], p[3], p[4], p[5], run_id, p[1], p[4], p[3], p[2]) for p in newest], many=True)
 
 
 def _write_model_metrics(conn: sa.Connection, run_id: str, metrics: Sequence[Metric], experiment_id: int) -> None:

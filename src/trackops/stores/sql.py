@@ -14,9 +14,11 @@ Values must already be plain Python values of the column types (str, int, float,
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -61,6 +63,23 @@ def _ignore_clause(conn: sa.Connection, table: sa.Table) -> str:
         first = _quote(conn, _pk_names(table)[0])
         return f"ON DUPLICATE KEY UPDATE {first} = {first}"
     return "ON CONFLICT DO NOTHING"
+
+
+def driver_execute(conn: sa.Connection, sql: str, params: Any, *, many: bool = False) -> int:
+    """Run a driver-level statement on the connection's cursor, as `exec_driver_sql` would, without
+    SQLAlchemy's execution context and result set-up (a good part of a small write's time); a
+    driver error is raised as SQLAlchemy raises it. Returns the cursor's rowcount."""
+    cursor = conn.connection.cursor()
+    try:
+        if many:
+            cursor.executemany(sql, params)
+        else:
+            cursor.execute(sql, params)
+        return cursor.rowcount
+    except conn.dialect.loaded_dbapi.Error as exc:
+        conn._handle_dbapi_exception(exc, sql, params, cursor, None)
+    finally:
+        cursor.close()
 
 
 def insert_ignoring_sql(conn: sa.Connection, table: sa.Table, names: Sequence[str]) -> str:
@@ -120,3 +139,70 @@ class TransactionScopes:
     def _read(self) -> Iterator[sa.Connection]:
         with self.engine.connect() as conn:
             yield conn
+
+
+class DriverQuery:
+    """A fixed SELECT on the request path, compiled once per dialect and run on the driver's cursor.
+
+    Executing even a cached statement through SQLAlchemy (cache lookup, execution context, result
+    metadata, row processors) costs several times what SQLite takes to answer a primary-key read,
+    and experiments/get or a run's row before a log-metric is little else. A statement whose bound
+    values and columns need no type processing on the dialect is sent as its compiled text with the
+    driver's own parameters, and its rows come back as named tuples (read by attribute, as
+    SQLAlchemy rows are); a driver error is raised as SQLAlchemy raises it (the same exception
+    classes, a dead connection invalidated). Any other statement simply goes through `execute`.
+    """
+
+    def __init__(self, statement: sa.Select):
+        self.statement = statement
+        self._plans: dict[tuple, Any] = {}
+
+    def _plan(self, dialect) -> Any:
+        key = (dialect.name, dialect.driver, dialect.paramstyle)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._compile(dialect)
+        return plan
+
+    def _compile(self, dialect) -> Any:
+        from sqlalchemy.sql import visitors
+
+        compiled = self.statement.compile(dialect=dialect)
+        if any(compiled._bind_processors.values()):
+            return False
+        for column in self.statement.selected_columns:
+            if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
+                return False
+        try:
+            row_type = collections.namedtuple("Row", [c.key for c in self.statement.selected_columns])
+        except ValueError:  # a column name a tuple field cannot have
+            return False
+        # The request's values are bound at run time; a list of constants (an IN) is expanded now.
+        free = {b.key: None for b in visitors.iterate(self.statement)
+                if isinstance(b, sa.BindParameter) and b.required}
+        state = compiled.construct_expanded_state(free)
+        order = tuple(state.positiontup) if compiled.positional else None
+        return state.statement, dict(state.parameters), order, row_type
+
+    def rows(self, conn: sa.Connection, params: Mapping[str, Any]) -> list:
+        plan = self._plan(conn.dialect)
+        if plan is False:
+            return list(conn.execute(self.statement, params))
+        sql, defaults, order, row_type = plan
+        values = {**defaults, **params}
+        bound = tuple(values[n] for n in order) if order is not None else values
+        try:
+            cursor = conn.connection.cursor()
+        except Exception:  # noqa: BLE001 - let SQLAlchemy report it as it would
+            return list(conn.execute(self.statement, params))
+        try:
+            cursor.execute(sql, bound)
+            return list(map(row_type._make, cursor.fetchall()))
+        except conn.dialect.loaded_dbapi.Error as exc:
+            conn._handle_dbapi_exception(exc, sql, bound, cursor, None)
+        finally:
+            cursor.close()
+
+    def first(self, conn: sa.Connection, params: Mapping[str, Any]) -> Any:
+        found = self.rows(conn, params)
+        return found[0] if found else None
