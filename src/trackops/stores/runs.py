@@ -11,6 +11,7 @@ the code MLflow 3.17's SQL store uses.
 
 from __future__ import annotations
 
+import datetime
 import json
 import uuid
 from collections.abc import Sequence
@@ -163,18 +164,43 @@ def set_tags(conn: sa.Connection, run_id: str, tags: Sequence[RunTag]) -> None:
 
 
 LOGGED_MODELS_TAG = "mlflow.log-model.history"
+MODEL_FIELDS = ("artifact_path", "flavors", "utc_time_created", "run_id")  # what mlflow server requires
 
 
 def record_logged_model(conn: sa.Connection, run_id: str, model: dict) -> None:
-    """Append a model's summary to the run's mlflow.log-model.history tag (a JSON list), as MLflow's
-    legacy runs/log-model does; the run row is locked so two appends do not lose one."""
+    """Append the summary of an MLmodel (`model`: the ``model_json`` object, its ``flavors`` an
+    object or null) to the run's mlflow.log-model.history tag (a JSON list), as MLflow's legacy
+    runs/log-model does; the run row is locked so two appends do not lose one."""
+    summary = model_summary(model)
     active_row(conn, run_id, lock=True)
     previous = conn.execute(sa.select(s.tags.c.value).where(s.tags.c.run_uuid == run_id,
                                                             s.tags.c.key == LOGGED_MODELS_TAG)).scalar()
     history = orjson.loads(previous) if previous else []
-    history.append(model)
+    history.append(summary)
     value = json.dumps(history)
     set_tags(conn, run_id, [validate_tag(RunTag(LOGGED_MODELS_TAG, value))])
+
+
+def model_summary(model: dict) -> dict:
+    """What MLflow keeps of an MLmodel in mlflow.log-model.history (``Model.get_tags_dict``): run id,
+    artifact path, creation time (now when it has none), model uuid, and the flavors without their
+    ``config``. A model without one of `MODEL_FIELDS` is refused with mlflow server's message."""
+    missing = [f for f in MODEL_FIELDS if f not in model]
+    if missing:
+        shown = "{" + ", ".join(repr(f) for f in missing) + "}"
+        raise InvalidParameterValue(f"Model json is missing mandatory fields: {shown}")
+    out: dict = {}
+    if model["run_id"] is not None:
+        out["run_id"] = model["run_id"]
+    if model["artifact_path"] is not None:
+        out["artifact_path"] = model["artifact_path"]
+    created = model["utc_time_created"]
+    out["utc_time_created"] = str(created or datetime.datetime.now(datetime.UTC).replace(tzinfo=None))
+    out["model_uuid"] = model.get("model_uuid")
+    flavors = model["flavors"] if model["flavors"] is not None else {}
+    out["flavors"] = {name: ({k: v for k, v in conf.items() if k != "config"} if isinstance(conf, dict) else conf)
+                      for name, conf in flavors.items()}
+    return out
 
 
 def delete_tag(conn: sa.Connection, run_id: str, key: str) -> None:

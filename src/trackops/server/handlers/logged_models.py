@@ -7,7 +7,6 @@ finds it again through ``logged-models/search``.
 
 from __future__ import annotations
 
-import datetime
 import json
 from typing import Any
 
@@ -134,31 +133,12 @@ def list_logged_model_artifacts(ctx, p: Params, path: dict) -> dict:
 
 # --- legacy runs/log-model ----------------------------------------------------------------------
 
-_MODEL_FIELDS = ("artifact_path", "flavors", "utc_time_created", "run_id")
-
-
-def _model_summary(model: dict) -> dict:
-    """What MLflow keeps of an MLmodel in mlflow.log-model.history (``Model.get_tags_dict``): run id,
-    artifact path, creation time, model uuid, and the flavors without their ``config``."""
-    out: dict[str, Any] = {}
-    if model["run_id"] is not None:
-        out["run_id"] = model["run_id"]
-    if model["artifact_path"] is not None:
-        out["artifact_path"] = model["artifact_path"]
-    created = model["utc_time_created"]
-    out["utc_time_created"] = str(created or datetime.datetime.now(datetime.UTC).replace(tzinfo=None))
-    out["model_uuid"] = model.get("model_uuid")
-    flavors = model["flavors"] if model["flavors"] is not None else {}
-    out["flavors"] = {name: ({k: v for k, v in conf.items() if k != "config"} if isinstance(conf, dict) else conf)
-                      for name, conf in flavors.items()}
-    return out
-
-
 @route("POST", "/mlflow/runs/log-model", Access.EDIT, Resource.RUN)
 def log_model(ctx, p: Params, _path) -> dict:
-    """MLflow 2's record of a model logged with a run: the model's summary is appended to the run's
-    ``mlflow.log-model.history`` tag. Refused as mlflow server refuses it: model_json that is not
-    JSON, or lacks one of artifact_path, flavors, utc_time_created and run_id."""
+    """MLflow 2's record of a model logged with a run: the store appends the model's summary to the
+    run's ``mlflow.log-model.history`` tag and refuses a model without its mandatory fields. Here
+    only the wire format: model_json that is not a JSON object (or whose flavors are not one) is
+    refused with mlflow server's message."""
     run_id = p.str("run_id", required=True)
     model_json = p.str("model_json", required=True)
     try:
@@ -167,9 +147,5 @@ def log_model(ctx, p: Params, _path) -> dict:
         model = None
     if not isinstance(model, dict) or not (model.get("flavors") is None or isinstance(model["flavors"], dict)):
         raise InvalidParameterValue(f"Malformed model info. \n {model_json} \n is not a valid JSON.")
-    missing = [f for f in _MODEL_FIELDS if f not in model]
-    if missing:
-        shown = "{" + ", ".join(repr(f) for f in missing) + "}"
-        raise InvalidParameterValue(f"Model json is missing mandatory fields: {shown}")
-    ctx.tracking.record_logged_model(run_id, _model_summary(model))
+    ctx.tracking.record_logged_model(run_id, model)
     return {}
