@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.applications import Starlette
@@ -189,9 +190,15 @@ class PayloadTooLarge(BadRequest):
         super().__init__(f"Request body is larger than the {size} this endpoint accepts")
 
 
+def _query_items(request: Request) -> list[tuple[str, str]]:
+    """The query string's (name, value) pairs, read as Starlette's `request.query_params` reads them
+    (latin-1, blank values kept), without building its multi-dict: a GET reads them once."""
+    return parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
+
+
 async def request_params(request: Request, limit: int = MAX_JSON_BODY) -> Params:
     if request.method in ("GET", "HEAD"):
-        return Params.from_query(request.query_params.multi_items())
+        return Params.from_query(_query_items(request))
     body = await read_body(request, limit)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if body.strip() and content_type not in ("application/json", ""):
