@@ -210,3 +210,273 @@ def test_otlp_ingest_needs_edit_on_the_header_experiment_and_on_the_run_it_links
     closed_run = c.post(API + "/runs/create", json={"experiment_id": closed}, headers=ADMIN).json()["run"]["info"]
     assert otlp(c, WRITER, opened, run=closed_run["run_id"]) == 403
     assert otlp(c, ADMIN, closed) == 200
+
+
+# --- a real `trackops serve --auth`, the mlflow client and plain HTTP, on SQLite and PostgreSQL ---------
+
+LIVE_ADMIN = ("root", "admin-password-1")
+LIVE_READER = ("reader", "reader-password-1")
+LIVE_EDITOR = ("editor", "editor-password-1")
+
+
+class as_user:
+    """The mlflow client's credentials (and a fresh span exporter) for the duration of a `with` block."""
+
+    def __init__(self, url: str, user: tuple[str, str]):
+        self.url, self.user = url, user
+
+    def __enter__(self):
+        import mlflow
+
+        self.saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                                                     "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING")}
+        os.environ.update(MLFLOW_TRACKING_USERNAME=self.user[0], MLFLOW_TRACKING_PASSWORD=self.user[1],
+                          MLFLOW_ENABLE_ASYNC_TRACE_LOGGING="false")
+        mlflow.set_tracking_uri(self.url)
+        mlflow.tracing.reset()  # the exporter keeps the credentials it was made with
+        return mlflow.MlflowClient(self.url)
+
+    def __exit__(self, *exc):
+        import mlflow
+
+        for key, value in self.saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        mlflow.tracing.reset()
+
+
+def log_trace(url: str, user: tuple[str, str], experiment_id: str) -> str:
+    """A trace logged by the mlflow client's fluent API: spans over OTLP, the TraceInfo over REST."""
+    import mlflow
+
+    with as_user(url, user):
+        mlflow.set_experiment(experiment_id=experiment_id)
+        with mlflow.start_span("root") as span:
+            span.set_inputs({"q": "hi"})
+            span.set_outputs({"a": "HI"})
+        return mlflow.get_last_active_trace_id()
+
+
+def http(url: str, method: str, path: str, user: tuple[str, str], body: bytes | None = None,
+         headers: dict | None = None) -> tuple[int, str]:
+    auth = base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
+    request = urllib.request.Request(url + path, data=body, method=method, headers={
+        "Authorization": "Basic " + auth, "Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live(request, tmp_path_factory):
+    """`open` (the editor holds EDIT) and `closed` (NO_PERMISSIONS for reader and editor) with one
+    client-logged trace each; default READ."""
+    pytest.importorskip("mlflow")
+    work = tmp_path_factory.mktemp(f"trace-auth-{request.param}")
+    if request.param == "sqlite":
+        db, drop = f"sqlite:///{work / 'mlflow.db'}", None
+    else:
+        _check_server("PostgreSQL", POSTGRES_ADMIN_URL)
+        db = drop = create_server_database(POSTGRES_ADMIN_URL)
+    env = {"TRACKOPS_ADMIN_USERNAME": LIVE_ADMIN[0], "TRACKOPS_ADMIN_PASSWORD": LIVE_ADMIN[1]}
+    proc = ServerProcess(["--auth", "--backend-store-uri", db, "--artifacts-destination", str(work / "art")],
+                         work, env=env)
+    engine = create_engine(db)
+    try:
+        store = AuthStore(engine)
+        for name, password in (LIVE_READER, LIVE_EDITOR):
+            store.create_user(name, password)
+        with as_user(proc.url, LIVE_ADMIN) as admin:
+            ids = {name: {"exp": admin.create_experiment(f"{name}-{request.param}")} for name in ("open", "closed")}
+        for name in ids:
+            ids[name]["trace"] = log_trace(proc.url, LIVE_ADMIN, ids[name]["exp"])
+        store.grant("editor", "experiment", ids["open"]["exp"], "EDIT")
+        for user in ("reader", "editor"):
+            store.grant(user, "experiment", ids["closed"]["exp"], "NO_PERMISSIONS")
+        proc.ids = ids
+        yield proc
+    finally:
+        engine.dispose()
+        proc.stop()
+        if drop:
+            drop_server_database(POSTGRES_ADMIN_URL, drop)
+
+
+def refused(err) -> bool:
+    return err.value.get_http_status_code() == 403 and err.value.error_code == "PERMISSION_DENIED"
+
+
+def test_a_reader_sees_a_readable_experiments_traces_and_gets_403_for_a_forbidden_one(live):
+    from mlflow.exceptions import MlflowException
+
+    ids = live.ids
+    with as_user(live.url, LIVE_READER) as client:
+        trace = client.get_trace(ids["open"]["trace"])
+        assert [s.name for s in trace.data.spans] == ["root"]
+        found = client.search_traces(locations=[ids["open"]["exp"]])
+        assert [t.info.trace_id for t in found] == [ids["open"]["trace"]]
+        with pytest.raises(MlflowException) as err:
+            client.get_trace(ids["closed"]["trace"])
+        assert refused(err)
+        with pytest.raises(MlflowException) as err:
+            client.search_traces(locations=[ids["open"]["exp"], ids["closed"]["exp"]])
+        assert refused(err)
+    status, body = http(live.url, "GET", f"{V3}/traces/batchGet?trace_ids={ids['closed']['trace']}", LIVE_READER)
+    assert status == 403 and json.loads(body)["error_code"] == "PERMISSION_DENIED"
+    status, body = http(live.url, "GET", f"/ajax-api/2.0/mlflow/get-trace-artifact?request_id={ids['open']['trace']}",
+                        LIVE_READER)
+    assert status == 200 and [s["name"] for s in json.loads(body)["spans"]] == ["root"]
+
+
+def test_a_reader_cannot_tag_delete_or_log_feedback_and_an_editor_can(live):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    trace, exp = live.ids["open"]["trace"], live.ids["open"]["exp"]
+    with as_user(live.url, LIVE_READER) as client:
+        for attempt in (lambda: client.set_trace_tag(trace, "k", "v"),
+                        lambda: client.delete_trace_tag(trace, "k"),
+                        lambda: client.delete_traces(exp, trace_ids=[trace]),
+                        lambda: mlflow.log_feedback(trace_id=trace, name="good", value=True)):
+            with pytest.raises(MlflowException) as err:
+                attempt()
+            assert refused(err)
+    with as_user(live.url, LIVE_EDITOR) as client:
+        client.set_trace_tag(trace, "k", "v")
+        mlflow.log_feedback(trace_id=trace, name="good", value=True)
+        got = client.get_trace(trace)
+        assert got.info.tags["k"] == "v" and [a.name for a in got.info.assessments] == ["good"]
+        with pytest.raises(MlflowException) as err:  # deleting traces is MLflow's "delete": MANAGE
+            client.delete_traces(exp, trace_ids=[trace])
+        assert refused(err)
+        own = client.create_experiment(f"editors-{uuid.uuid4().hex[:6]}")  # its creator holds MANAGE
+    mine = log_trace(live.url, LIVE_EDITOR, own)
+    with as_user(live.url, LIVE_EDITOR) as client:
+        assert client.delete_traces(own, trace_ids=[mine]) == 1
+
+
+def test_otlp_ingest_is_refused_without_edit(live):
+    opened, closed = live.ids["open"]["exp"], live.ids["closed"]["exp"]
+    for user, exp, expected in ((LIVE_READER, opened, 403), (LIVE_EDITOR, closed, 403), (LIVE_EDITOR, opened, 200)):
+        status, body = http(live.url, "POST", "/v1/traces", user, otlp_body(), {"x-mlflow-experiment-id": exp})
+        assert status == expected, (user, exp, body)
+        if expected == 403:
+            assert json.loads(body)["error_code"] == "PERMISSION_DENIED"
+
+
+# --- the oracle: `mlflow server --app-name basic-auth` ------------------------------------------------
+
+ORACLE_ADMIN = ("admin", "oracle-admin-password-1")
+
+
+class MlflowAuthServer:
+    """`mlflow server --app-name basic-auth` on SQLite files in `work`, one worker, its admin from the
+    environment; `stop()` ends its process group."""
+
+    def __init__(self, work: Path, timeout: float = 120):
+        import signal
+        import subprocess
+
+        self._signal = signal
+        config = work / "basic_auth.ini"
+        config.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{work / 'basic_auth.db'}\n"
+                          f"admin_username = {ORACLE_ADMIN[0]}\n"
+                          "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = work / "mlflow-auth-server.log"
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_AUTH_CONFIG_PATH": str(config),
+               "MLFLOW_AUTH_ADMIN_PASSWORD": ORACLE_ADMIN[1], "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex}
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "mlflow"), "server", "--app-name", "basic-auth",
+                 "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}", "--artifacts-destination",
+                 str(work / "art"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"mlflow server did not answer /health:\n{self.log.read_text(errors='replace')}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, self._signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except Exception:  # noqa: BLE001 - a server that ignores SIGTERM is killed
+                os.killpg(self.proc.pid, self._signal.SIGKILL)
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def oracle(tmp_path_factory):
+    """MLflow's basic-auth server with the same world as `live`: `open` (default READ) and `closed`
+    (NO_PERMISSIONS for the reader), one client-logged trace each."""
+    pytest.importorskip("mlflow.server.auth")
+    server = MlflowAuthServer(tmp_path_factory.mktemp("mlflow-basic-auth"))
+    try:
+        status, body = http(server.url, "POST", API + "/users/create", ORACLE_ADMIN,
+                            json.dumps({"username": LIVE_READER[0], "password": LIVE_READER[1]}).encode())
+        assert status == 200, body
+        with as_user(server.url, ORACLE_ADMIN) as admin:
+            ids = {name: {"exp": admin.create_experiment(name)} for name in ("open", "closed")}
+        for name in ids:
+            ids[name]["trace"] = log_trace(server.url, ORACLE_ADMIN, ids[name]["exp"])
+        grant = {"username": LIVE_READER[0], "resource_type": "experiment", "resource_id": ids["closed"]["exp"],
+                 "permission": "DENY"}  # MLflow 3.17: resource grants take DENY, not NO_PERMISSIONS
+        status, body = http(server.url, "POST", V3 + "/users/permissions/grant", ORACLE_ADMIN, json.dumps(grant).encode())
+        assert status == 200, body
+        server.ids = ids
+        yield server
+    finally:
+        server.stop()
+
+
+def probes(ids: dict) -> list[tuple[str, str, bytes | None, dict]]:
+    """Requests a reader makes: a search of `open` (allowed), and reads of `closed` and writes (refused).
+    (A `traces/get` of a readable trace is left out: mlflow server answers it with a 500 for the traces
+    its client logs to it, whose spans it keeps as an artifact.)"""
+    opened, closed = ids["open"], ids["closed"]
+
+    def search(*exps):
+        return json.dumps({"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": e}}
+                                         for e in exps]}).encode()
+    tag = json.dumps({"key": "k", "value": "v"}).encode()
+    return [
+        ("POST", f"{V3}/traces/search", search(opened["exp"]), {}),
+        ("GET", f"{V3}/traces/get?trace_id={closed['trace']}", None, {}),
+        ("GET", f"{V3}/traces/{closed['trace']}", None, {}),
+        ("GET", f"{V3}/traces/batchGet?trace_ids={opened['trace']}&trace_ids={closed['trace']}", None, {}),
+        ("POST", f"{V3}/traces/search", search(opened["exp"], closed["exp"]), {}),
+        ("GET", f"{API}/get-trace-artifact?request_id={closed['trace']}", None, {}),
+        ("PATCH", f"{V3}/traces/{opened['trace']}/tags", tag, {}),
+        ("POST", f"{API}/traces/delete-traces", json.dumps({"experiment_id": opened["exp"],
+                                                             "request_ids": [opened["trace"]]}).encode(), {}),
+        ("POST", f"{V3}/traces/{opened['trace']}/assessments", json.dumps(feedback(opened["trace"])).encode(), {}),
+        ("POST", "/v1/traces", otlp_body(), {"x-mlflow-experiment-id": opened["exp"]}),
+    ]
+
+
+def test_a_readers_trace_answers_have_mlflow_basic_auths_statuses(live, oracle):
+    from mlflow.exceptions import MlflowException
+
+    ours = [http(live.url, m, p, LIVE_READER, b, h)[0] for m, p, b, h in probes(live.ids)]
+    theirs = [http(oracle.url, m, p, LIVE_READER, b, h)[0] for m, p, b, h in probes(oracle.ids)]
+    assert ours == theirs == [200] + [403] * 9
+    codes = []
+    for server in (live, oracle):
+        with as_user(server.url, LIVE_READER) as client, pytest.raises(MlflowException) as err:
+            client.get_trace(server.ids["closed"]["trace"])
+        codes.append((err.value.get_http_status_code(), err.value.error_code))
+    assert codes[0] == codes[1] == (403, "PERMISSION_DENIED")

@@ -6,7 +6,8 @@
   anything else needs valid credentials (401 otherwise);
 - ``await ctx.auth.authorize(user, route, params, path_params)`` checks the route's declared
   ``access`` on its ``resource`` (403 otherwise), deciding on the event loop when the caches can and
-  in a worker thread when the database must be asked;
+  in a worker thread when the database must be asked; OTLP ingest names its experiment (and the run
+  it links to) in headers, which `authenticate` keeps for `authorize`;
 - search methods of the wrapped stores add `sqlfilter.restrict` for the request's user to their one
   query; creating an experiment or registered model grants MANAGE to its creator; renaming or
   deleting a registered model moves or drops its grants.
