@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sys
 import time
 import urllib.error
@@ -167,6 +168,28 @@ def test_a_batch_or_search_naming_one_forbidden_or_unknown_trace_or_experiment_i
     # linking a forbidden trace into a run one may edit
     link = {"trace_ids": [mine, theirs], "run_id": ids["run"]}
     assert status(c, "POST", API + "/traces/link-to-run", link, WRITER) == 403
+
+
+def test_a_batch_of_traces_is_resolved_to_its_experiments_in_one_query_and_then_from_the_cache(world):
+    import sqlalchemy as sa
+
+    c, ids = world
+    listed = [new_trace(c, ids["open"]["exp"]) for _ in range(5)] + [ids["open"]["trace"]]
+    guard = c.app.state.ctx.auth.guard
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+    sa.event.listen(guard.engine, "before_cursor_execute", seen)
+    try:
+        for _ in range(2):
+            response = c.post(f"{V3}/traces/batchGetInfos", json={"trace_ids": listed}, headers=READER)
+            assert response.status_code == 200 and len(response.json()["trace_infos"]) == 6
+    finally:
+        sa.event.remove(guard.engine, "before_cursor_execute", seen)
+    lookup = re.compile(r"SELECT trace_info\.request_id, trace_info\.experiment_id FROM trace_info "
+                        r"WHERE trace_info\.request_id IN \(\?(, \?)*\)")
+    assert len([s for s in statements if lookup.fullmatch(" ".join(s.split()))]) == 1, statements
 
 
 def test_with_default_no_permissions_a_trace_needs_an_explicit_grant(sqlite_auth_url, tmp_path, monkeypatch):
