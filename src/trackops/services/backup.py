@@ -692,24 +692,32 @@ def _walk(source: ArtifactRepository) -> Iterator[tuple[str, int, float | None, 
 
 def _walk_local(folder: str, prefix: str) -> Iterator[tuple[str, int, float | None, int | None]]:
     """What `LocalArtifactRepository.walk` yields (links to folders skipped, upload temp files hidden),
-    with the inode from the same stat call."""
-    from trackops.artifacts.local import _hidden, _is_real_dir
+    with the inode from the same stat call. Iterative (a stack of folders, not nested generators: a
+    file deep in a run's folder would otherwise pass through one generator per level), and in no
+    particular order: the index is sorted afterwards."""
+    from trackops.artifacts.local import _HIDDEN_PREFIXES
 
-    try:
-        with os.scandir(folder) as it:
-            children = [e for e in it if not _hidden(e.name)]
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for entry in children:
-        rel = f"{prefix}/{entry.name}" if prefix else entry.name
-        if _is_real_dir(entry):
-            yield from _walk_local(entry.path, rel)
-        elif not entry.is_dir():
-            try:
-                st = entry.stat()
-            except FileNotFoundError:
+    stack = [(folder, prefix)]
+    while stack:
+        here, rel = stack.pop()
+        try:
+            with os.scandir(here) as it:
+                children = list(it)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in children:
+            name = entry.name
+            if name.startswith(_HIDDEN_PREFIXES):
                 continue
-            yield rel, st.st_size, st.st_mtime, st.st_ino
+            path = f"{rel}/{name}" if rel else name
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, path))
+            elif not entry.is_dir():
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue
+                yield path, st.st_size, st.st_mtime, st.st_ino
 
 
 def _local_file(source: ArtifactRepository, path: str) -> str | None:
