@@ -1,6 +1,7 @@
 """MLflow's traces tab in headless Chromium against `trackops serve`, on a trace written with the real
 `mlflow` tracing client (`@mlflow.trace` and `mlflow.start_span`): the experiment's traces list shows
-the trace, and opening it shows its span tree with the root span and both children.
+the trace, and opening it shows its span tree with the root span and both children; on SQLite and
+PostgreSQL (the spans are read back from the backend's spans table).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from tests.browser import screenshot  # noqa: E402
 from tests.ui.pages import serve, ui_factory  # noqa: E402, F401
 
 
-@pytest.fixture(scope="module")
-def traced(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def traced(request, tmp_path_factory):
     """A server holding one experiment with one trace: `ask_pipeline` -> `fetch_documents`, `llm_answer`."""
     from mlflow.entities import SpanType
 
-    proc = serve(tmp_path_factory, "pages-traces")
+    proc = serve(tmp_path_factory, f"pages-traces-{request.param}", backend=request.param)
     try:
         mlflow.set_tracking_uri(proc.url)
         mlflow.tracing.reset()  # the span exporter is bound to the tracking URI it was made with
@@ -40,14 +41,14 @@ def traced(tmp_path_factory):
         assert ask_pipeline("where is the span tree") == "WHERE IS THE SPAN TREE"
         trace_id = mlflow.get_last_active_trace_id()
         mlflow.flush_trace_async_logging()
-        yield proc.url, {"experiment": experiment.experiment_id, "trace": trace_id}
+        yield proc.url, {"experiment": experiment.experiment_id, "trace": trace_id}, request.param
     finally:
         mlflow.tracing.reset()
         proc.stop()
 
 
 def test_traces_tab_lists_the_trace_and_shows_its_span_tree(traced, ui_factory):
-    base, ids = traced
+    base, ids, backend = traced
     ui = ui_factory(base)
     page = ui.open(f"/#/experiments/{ids['experiment']}/traces")
     # The list row carries the trace's request and response previews and its state.
@@ -59,7 +60,8 @@ def test_traces_tab_lists_the_trace_and_shows_its_span_tree(traced, ui_factory):
     for name in ("ask_pipeline", "fetch_documents", "llm_answer"):
         page.get_by_text(name, exact=True).first.wait_for()
     ui.settle()
-    screenshot(page, "ui-traces")
+    if backend == "sqlite":  # one picture of the page
+        screenshot(page, "ui-traces")
     # A child span opens with its own inputs and outputs.
     page.get_by_text("fetch_documents", exact=True).first.click()
     page.get_by_text("doc-b").first.wait_for()
