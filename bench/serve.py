@@ -228,7 +228,7 @@ def drop_database(kind: str, name: str) -> None:
         conn.execute(f"DROP DATABASE IF EXISTS bench_{name} WITH (FORCE)")
 
 
-def command(name: str, uri: str, work: Path, port: int) -> list[str]:
+def command(name: str, uri: str, work: Path, port: int, synchronous: str | None = None) -> list[str]:
     if name == "fasttrackml":
         return [str(BIN / "fml"), "server", "--database-uri", uri, "--listen-address", f"127.0.0.1:{port}",
                 "--default-artifact-root", str(work / "artifacts")]
@@ -236,6 +236,8 @@ def command(name: str, uri: str, work: Path, port: int) -> list[str]:
               "--host", "127.0.0.1", "--port", str(port)]
     if name == "mlflow":
         return [str(BIN / "mlflow"), "server", *common]
+    if synchronous and uri.startswith("sqlite"):
+        common += ["--sqlite-synchronous", synchronous]
     return [str(BIN / "trackops"), "serve", *common]
 
 
@@ -252,6 +254,8 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="SRC", default=None,
                         help="also run trackops from this source folder (e.g. a `git archive` of an older "
                              "commit's src/) as the peer trackops_before, to compare two versions in one run")
+    parser.add_argument("--sqlite-synchronous", choices=("full", "normal"), default=None,
+                        help="trackops' SQLite commit mode (serve --sqlite-synchronous); the peers keep their own")
     args = parser.parse_args()
 
     peers = [p for p in args.peers.split(",") if p]
@@ -269,7 +273,7 @@ def main() -> None:
             urls[name], works[name] = f"http://127.0.0.1:{port}", work
             uri = database_uri(args.database, name, work)
             env = {"PYTHONPATH": str(Path(args.baseline).resolve())} if name == "trackops_before" else None
-            procs[name] = start(command(name, uri, work, port), work, urls[name], env=env)
+            procs[name] = start(command(name, uri, work, port, args.sqlite_synchronous), work, urls[name], env=env)
         time.sleep(5)  # let every worker finish starting before measuring idle memory
         for name in names:
             results[name]["idle RSS (MiB)"] = tree_rss_mib(procs[name].pid)

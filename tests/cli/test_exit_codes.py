@@ -60,3 +60,11 @@ def test_version_and_usage_errors_through_python_m():
     assert run_cli("--version").stdout.startswith("trackops ")
     assert run_cli("info", "--no-such-option").returncode == 2
     assert run_cli("no-such-command").returncode == 2
+
+
+def test_serve_refuses_an_unknown_sqlite_commit_mode_before_opening_anything(tmp_path):
+    db = tmp_path / "never.db"
+    result = run_cli("serve", "--backend-store-uri", f"sqlite:///{db}", "--sqlite-synchronous", "off")
+    assert result.returncode == 2
+    assert "not a SQLite commit mode" in result.stderr + result.stdout
+    assert not db.exists()

@@ -56,6 +56,24 @@ def test_sqlite_gets_wal_and_busy_timeout_and_leaves_foreign_keys_off(tmp_path):
     engine.dispose()
 
 
+def test_sqlite_commits_wait_for_the_disk_unless_normal_is_asked_for(tmp_path, monkeypatch):
+    def synchronous() -> int:
+        engine = create_engine(f"sqlite:///{tmp_path / 'sync.db'}")
+        try:
+            with engine.connect() as conn:
+                return conn.exec_driver_sql("PRAGMA synchronous").scalar()
+        finally:
+            engine.dispose()
+
+    monkeypatch.delenv("TRACKOPS_SQLITE_SYNCHRONOUS", raising=False)
+    assert synchronous() == 2  # FULL
+    monkeypatch.setenv("TRACKOPS_SQLITE_SYNCHRONOUS", "Normal")
+    assert synchronous() == 1  # NORMAL
+    monkeypatch.setenv("TRACKOPS_SQLITE_SYNCHRONOUS", "off")
+    with pytest.raises(UsageError, match="not a SQLite commit mode"):
+        create_engine(f"sqlite:///{tmp_path / 'sync.db'}")
+
+
 def test_sqlite_in_missing_folder_is_not_found(tmp_path):
     with pytest.raises(NotFoundError, match="does not exist"):
         create_engine(f"sqlite:///{tmp_path / 'nope' / 'a.db'}")

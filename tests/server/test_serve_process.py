@@ -53,6 +53,29 @@ def test_serve_without_arguments_creates_the_database_at_head_with_the_default_e
     assert "Created the database" in server.output()
 
 
+def _post_json(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_normal_sqlite_commits_keep_what_was_logged_across_a_restart(tmp_path):
+    server = ServerProcess(["--sqlite-synchronous", "normal"], tmp_path)
+    try:
+        api = server.url + "/api/2.0/mlflow"
+        run_id = _post_json(api + "/runs/create", {"experiment_id": "0"})["run"]["info"]["run_id"]
+        _post_json(api + "/runs/log-metric", {"run_id": run_id, "key": "loss", "value": 0.5, "timestamp": 1, "step": 3})
+    finally:
+        server.stop()
+    server = ServerProcess([], tmp_path)  # full again: the file is the same WAL database
+    try:
+        history = _get_json(server.url + f"/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=loss")
+        assert [(m["value"], m["step"]) for m in history["metrics"]] == [(0.5, 3)]
+    finally:
+        server.stop()
+
+
 def test_a_database_behind_head_is_refused_with_the_upgrade_command(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     _database_at(url, OLD_REVISION)

@@ -97,6 +97,11 @@ def serve(
         "--disable-security-middleware",
         help="DANGEROUS: no host check, no CORS protection, no security headers (for testing only). Env: "
              "TRACKOPS_DISABLE_SECURITY_MIDDLEWARE, then MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE.")] = False,
+    sqlite_synchronous: Annotated[str | None, typer.Option(
+        "--sqlite-synchronous", metavar="MODE",
+        help="SQLite only: full (default) flushes every commit to disk; normal skips that wait (many times "
+             "faster writes on slow disks), and a power loss or OS crash may undo the last commits, never "
+             "corrupt the file. Env: TRACKOPS_SQLITE_SYNCHRONOUS. See docs/serve.md#sqlite-durability.")] = None,
     webhooks_allow_private: Annotated[bool, typer.Option(
         "--webhooks-allow-private",
         help="Let registry webhooks reach loopback, private and link-local addresses (no SSRF check), for "
@@ -120,7 +125,12 @@ def serve(
     """
     import uvicorn
 
+    from trackops.db.engine import SQLITE_SYNCHRONOUS_ENV, sqlite_synchronous as synchronous_mode
     from trackops.server.limits import LimitedHTTPProtocol
+
+    if sqlite_synchronous is not None:  # the workers' engines read it from the environment
+        os.environ[SQLITE_SYNCHRONOUS_ENV] = sqlite_synchronous
+    synchronous_mode()  # a bad value is a usage error before anything is opened
 
     settings = settings_from(backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination,
                              default_artifact_root=default_artifact_root, host=host, port=port,

@@ -10,7 +10,9 @@ it would reject. `connect_errors()` turns driver errors into one-line `TrackopsE
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,12 @@ from sqlalchemy.engine import URL, Engine, make_url
 from trackops.errors import DatabaseError, NotFoundError, TrackopsError, UsageError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# How hard a SQLite commit waits for the disk (PRAGMA synchronous): FULL, SQLite's default, flushes the
+# write-ahead log at every commit; NORMAL flushes it only at checkpoints, so a commit costs no disk
+# wait and a power loss or OS crash (not a crash of the server) may undo the last commits, never
+# corrupt the file (docs/serve.md#sqlite-durability).
+SQLITE_SYNCHRONOUS_ENV = "TRACKOPS_SQLITE_SYNCHRONOUS"
+SQLITE_SYNCHRONOUS_MODES = ("full", "normal")
 
 _DRIVERS = {
     "sqlite": "sqlite",
@@ -106,7 +114,7 @@ def create_engine(uri: str | URL, *, must_exist: bool = False, wal: bool = True,
         kwargs.setdefault("connect_args", {}).setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
         engine = sa.create_engine(url, **kwargs)
         if wal:
-            sa.event.listen(engine, "connect", _sqlite_on_connect)
+            sa.event.listen(engine, "connect", functools.partial(_sqlite_on_connect, synchronous=sqlite_synchronous()))
         return engine
     pre_ping = kwargs.pop("pool_pre_ping", None)  # None: ping only connections that sat idle
     if backend == "mysql":
@@ -152,13 +160,24 @@ def _ping_when_idle(engine: Engine, idle: float = POOL_PING_IDLE_SECONDS) -> Non
             raise sa.exc.DisconnectionError() from None
 
 
-def _sqlite_on_connect(dbapi_conn, _record) -> None:
+def sqlite_synchronous(env: dict[str, str] | None = None) -> str:
+    """The SQLite commit mode asked for in TRACKOPS_SQLITE_SYNCHRONOUS: "full" (default) or "normal"."""
+    raw = (env if env is not None else os.environ).get(SQLITE_SYNCHRONOUS_ENV, "").strip().lower() or "full"
+    if raw not in SQLITE_SYNCHRONOUS_MODES:
+        raise UsageError(f"{SQLITE_SYNCHRONOUS_ENV}={raw!r} is not a SQLite commit mode",
+                         hint="use full (every commit on disk) or normal (no disk wait per commit)")
+    return raw
+
+
+def _sqlite_on_connect(dbapi_conn, _record, synchronous: str = "full") -> None:
     cur = dbapi_conn.cursor()
     try:
         cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         # WAL lets readers (a backup, a search) run beside a writer. A read-only file keeps its mode.
         with contextlib.suppress(Exception):
             cur.execute("PRAGMA journal_mode = WAL")
+        if synchronous != "full":  # FULL is SQLite's own default: nothing to set
+            cur.execute(f"PRAGMA synchronous = {synchronous.upper()}")
     finally:
         cur.close()
 
