@@ -200,6 +200,12 @@ def restore(settings: Settings, *, snapshot: str, repository: str | None = None,
             _restore_artifacts(repo, plan, to_artifacts_destination, report, emit)
             if plan.upgrade_to is not None and conn.dialect.name != "mysql":
                 revisions.upgrade(conn, plan.upgrade_to)
+            if conn.dialect.name == "postgresql":
+                # Planner statistics for the tables just filled, committed with them: without them
+                # PostgreSQL plans every join as if each table held a row or two (a search over a few
+                # thousand runs took half a second instead of milliseconds) until autovacuum, where it
+                # is on at all, gets to them.
+                conn.exec_driver_sql("ANALYZE")
         if plan.upgrade_to is not None and url.get_backend_name() == "mysql":
             engine = create_engine(url, poolclass=sa.pool.NullPool)
             try:
