@@ -97,6 +97,19 @@ def test_upgrade_flag_upgrades_a_database_behind_head_then_serves(tmp_path):
     assert report.default_experiment_created
 
 
+def test_preflight_warns_when_postgresql_runs_without_autovacuum(postgres_url, tmp_path):
+    engine = create_engine(postgres_url)
+    with engine.connect() as conn:
+        autovacuum = conn.exec_driver_sql("SHOW autovacuum").scalar()
+    engine.dispose()
+    report = preflight(Settings(backend_store_uri=postgres_url, artifacts_destination=str(tmp_path / "a")))
+    warned = [w for w in report.warnings if "autovacuum is off" in w]
+    assert len(warned) == (1 if autovacuum == "off" else 0)
+    sqlite = preflight(Settings(backend_store_uri=f"sqlite:///{tmp_path / 'w.db'}",
+                                artifacts_destination=str(tmp_path / "a")))
+    assert sqlite.warnings == ()
+
+
 def test_an_unknown_revision_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'new.db'}"
     _database_at(url, "heads")

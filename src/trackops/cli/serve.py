@@ -161,7 +161,7 @@ def serve(
     console.print(f"Serving {report.database} on http://{config.host}:{config.port} "
                   f"(artifacts: {where}; workers: {config.workers})", markup=False, soft_wrap=True)
     console.print(f"UI: {_ui_line(bundle, config)}", markup=False, soft_wrap=True)
-    for warning in _security_warnings(config):
+    for warning in (*report.warnings, *_security_warnings(config)):
         console.print(f"WARNING: {warning}", markup=False, soft_wrap=True)
     os.environ[CONFIG_ENV] = config.to_env()
     from trackops.stores.webhooks import share_process_key
