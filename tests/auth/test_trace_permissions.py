@@ -13,8 +13,6 @@ import base64
 import json
 import os
 import re
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -23,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.auth.test_server_auth import ADMIN, API, READER, WRITER, make_client
-from tests.compat.server import ServerProcess, free_port
+from tests.compat.server import MlflowServerProcess, ServerProcess
 from tests.conftest import POSTGRES_ADMIN_URL, _check_server, create_server_database, drop_server_database
 from trackops.auth.users import AuthStore
 from trackops.db.engine import create_engine
@@ -396,50 +394,15 @@ def test_otlp_ingest_is_refused_without_edit(live):
 ORACLE_ADMIN = ("admin", "oracle-admin-password-1")
 
 
-class MlflowAuthServer:
-    """`mlflow server --app-name basic-auth` on SQLite files in `work`, one worker, its admin from the
-    environment; `stop()` ends its process group."""
-
-    def __init__(self, work: Path, timeout: float = 120):
-        import signal
-        import subprocess
-
-        self._signal = signal
-        config = work / "basic_auth.ini"
-        config.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{work / 'basic_auth.db'}\n"
-                          f"admin_username = {ORACLE_ADMIN[0]}\n"
-                          "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = work / "mlflow-auth-server.log"
-        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_AUTH_CONFIG_PATH": str(config),
-               "MLFLOW_AUTH_ADMIN_PASSWORD": ORACLE_ADMIN[1], "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex}
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [str(Path(sys.executable).parent / "mlflow"), "server", "--app-name", "basic-auth",
-                 "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}", "--artifacts-destination",
-                 str(work / "art"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"mlflow server did not answer /health:\n{self.log.read_text(errors='replace')}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, self._signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except Exception:  # noqa: BLE001 - a server that ignores SIGTERM is killed
-                os.killpg(self.proc.pid, self._signal.SIGKILL)
-                self.proc.wait()
+def mlflow_auth_server(work: Path) -> MlflowServerProcess:
+    """`mlflow server --app-name basic-auth` on SQLite files in `work`, its admin from the environment."""
+    config = work / "basic_auth.ini"
+    config.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{work / 'basic_auth.db'}\n"
+                      f"admin_username = {ORACLE_ADMIN[0]}\n"
+                      "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    return MlflowServerProcess(work, args=("--app-name", "basic-auth"), env={
+        "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": ORACLE_ADMIN[1],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex})
 
 
 @pytest.fixture(scope="module")
@@ -447,7 +410,7 @@ def oracle(tmp_path_factory):
     """MLflow's basic-auth server with the same world as `live`: `open` (default READ) and `closed`
     (NO_PERMISSIONS for the reader), one client-logged trace each."""
     pytest.importorskip("mlflow.server.auth")
-    server = MlflowAuthServer(tmp_path_factory.mktemp("mlflow-basic-auth"))
+    server = mlflow_auth_server(tmp_path_factory.mktemp("mlflow-basic-auth"))
     try:
         status, body = http(server.url, "POST", API + "/users/create", ORACLE_ADMIN,
                             json.dumps({"username": LIVE_READER[0], "password": LIVE_READER[1]}).encode())

@@ -59,20 +59,22 @@ class ServerProcess:
 
 
 class MlflowServerProcess:
-    """`mlflow server` (the oracle) on a SQLite file and an artifacts folder in `work`, one worker;
-    `url` once /health answers; `stop()` sends SIGTERM to its process group (gunicorn/uvicorn workers)."""
+    """`mlflow server [args]` (the oracle) on a SQLite file and an artifacts folder in `work`, one
+    worker, `env` over the environment; `url` once /health answers; `stop()` sends SIGTERM to its
+    process group (gunicorn/uvicorn workers)."""
 
-    def __init__(self, work: Path, timeout: float = 120):
+    def __init__(self, work: Path, timeout: float = 120, args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = work / f"mlflow-server-{self.port}.log"
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+                [str(Path(sys.executable).parent / "mlflow"), "server", *args, "--backend-store-uri",
                  f"sqlite:///{work / 'mlflow.db'}", "--artifacts-destination", str(work / "art"),
                  "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
                 cwd=work, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+                env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})})
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None or time.monotonic() > deadline:
