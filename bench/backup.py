@@ -24,6 +24,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import shutil
@@ -229,7 +230,10 @@ def db_case(name: str, source: str, fresh_target, rows: int, work: Path, externa
           f"{100 * min(cpus) / first_cpu:.1f}% of the first's   [{load()}]")
 
 
-def mysql_case(work: Path, base_url: str, rows: int) -> None:
+@contextlib.contextmanager
+def scratch_databases(base_url: str, drop_options: str = ""):
+    """A function that creates a fresh database on `base_url`'s server and returns its URL; every
+    database it made is dropped when the block ends."""
     admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     names = []
 
@@ -240,33 +244,42 @@ def mysql_case(work: Path, base_url: str, rows: int) -> None:
         names.append(name)
         return sa.make_url(base_url).set(database=name).render_as_string(hide_password=False)
 
+    try:
+        yield new_db
+    finally:
+        with admin.connect() as conn:
+            for name in names:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{drop_options}")
+        admin.dispose()
+
+
+def mysql_case(work: Path, base_url: str, rows: int) -> None:
+    with scratch_databases(base_url) as new_db:
+        mysql_case_on(work, new_db, rows)
+
+
+def mysql_case_on(work: Path, new_db, rows: int) -> None:
     def client_args(u: str) -> list[str]:
         url = sa.make_url(u)
         out = [f"-h{url.host or '127.0.0.1'}", f"-P{url.port or 3306}", f"-u{url.username or 'root'}"]
         return out + ([f"-p{url.password}"] if url.password else [])
 
-    try:
-        src = new_db()
-        head_database(src)
-        add_runs(src, 100)
-        add_metrics(src, rows)
-        dumper = shutil.which("mariadb-dump") or "mysqldump"
+    src = new_db()
+    head_database(src)
+    add_runs(src, 100)
+    add_metrics(src, rows)
+    dumper = shutil.which("mariadb-dump") or "mysqldump"
 
-        def mysql_native() -> tuple[float, float]:
-            with open(work / "my.sql", "wb") as out:
-                dump_s = timed([dumper, *client_args(src), "--single-transaction", sa.make_url(src).database],
-                               stdout=out)
-            target = new_db()
-            with open(work / "my.sql", "rb") as inp:
-                reload_s = timed(["mysql", *client_args(target), sa.make_url(target).database], stdin=inp)
-            return dump_s, reload_s
+    def mysql_native() -> tuple[float, float]:
+        with open(work / "my.sql", "wb") as out:
+            dump_s = timed([dumper, *client_args(src), "--single-transaction", sa.make_url(src).database],
+                           stdout=out)
+        target = new_db()
+        with open(work / "my.sql", "rb") as inp:
+            reload_s = timed(["mysql", *client_args(target), sa.make_url(target).database], stdin=inp)
+        return dump_s, reload_s
 
-        db_case("mysql", src, new_db, rows, work, mysql_native)
-    finally:
-        with admin.connect() as conn:
-            for name in names:
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-        admin.dispose()
+    db_case("mysql", src, new_db, rows, work, mysql_native)
 
 
 def main() -> None:
@@ -297,17 +310,7 @@ def main() -> None:
 
             db_case("sqlite", src, lambda: f"sqlite:///{work / 'restored.db'}", args.rows, work, sqlite_native)
         if "postgresql" not in skip:
-            admin = sa.create_engine(args.postgres_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-            names = []
-
-            def new_db() -> str:
-                name = f"trackops_bench_{uuid.uuid4().hex[:8]}"
-                with admin.connect() as conn:
-                    conn.exec_driver_sql(f"CREATE DATABASE {name}")
-                names.append(name)
-                return sa.make_url(args.postgres_url).set(database=name).render_as_string(hide_password=False)
-
-            try:
+            with scratch_databases(args.postgres_url, " WITH (FORCE)") as new_db:
                 src = new_db()
                 head_database(src)
                 add_runs(src, 100)
@@ -321,11 +324,6 @@ def main() -> None:
                     return dump_s, reload_s
 
                 db_case("postgresql", src, new_db, args.rows, work, pg_native)
-            finally:
-                with admin.connect() as conn:
-                    for name in names:
-                        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-                admin.dispose()
         if "mysql" not in skip:
             mysql_case(work, args.mysql_url, args.rows)
     finally:

@@ -170,16 +170,7 @@ class Repository:
             return object_id, len(data), False
         if self.keys is None and self.backend.local:
             # Already hashed: write the spool file and rename it, without hashing again.
-            temp = self.backend.temp_file()
-            try:
-                with open(temp, "wb") as out:
-                    out.write(data)
-                self.backend.put_file(object_key(object_id), temp)
-            except BaseException:
-                temp.unlink(missing_ok=True)
-                raise
-            if self._known is not None:
-                self._known.add(object_id)
+            self._put_spooled(object_id, lambda temp: temp.write_bytes(data))
             return object_id, len(data), True
         with self.writer() as w:
             w.write(data)
@@ -199,8 +190,7 @@ class Repository:
                 for part in parts:
                     w.write(part)
                 return w.finish()
-        temp = self.backend.temp_file()
-        try:
+        def write(temp) -> None:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
             try:
                 pending = [memoryview(part) for part in parts if part]
@@ -213,13 +203,22 @@ class Repository:
                         pending[0] = pending[0][written:]
             finally:
                 os.close(fd)
+
+        self._put_spooled(object_id, write)
+        return object_id, size, True
+
+    def _put_spooled(self, object_id: str, write) -> None:
+        """Store an already hashed object: `write(temp)` fills a spool file of the local backend, which
+        is then renamed into place (removed on any failure)."""
+        temp = self.backend.temp_file()
+        try:
+            write(temp)
             self.backend.put_file(object_key(object_id), temp)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
         if self._known is not None:
             self._known.add(object_id)
-        return object_id, size, True
 
     def put_local_file(self, path: str | os.PathLike) -> tuple[str, int, bool] | None:
         """Store a local file by an in-kernel copy, then hash the copy; None when this repository can't.
