@@ -87,8 +87,9 @@ def test_idle_ticks_run_no_pass_until_something_is_deleted(sqlite_seed):
         assert thread.passes == 1  # ten ticks, nothing changed: no pass
         with hold_lock(sqlite_seed.url):  # as a writer would: the pass waits until the runs are complete
             sqlite_seed.runs(eid, 3, stage="deleted")  # deleted 40 days ago
-        assert _wait(lambda: sqlite_seed.count("runs") == 0)
-        assert thread.passes >= 2 and thread.idle_ticks >= 10
+        # The pass's deletions are visible before it counts itself: wait for both.
+        assert _wait(lambda: thread.passes >= 2 and sqlite_seed.count("runs") == 0)
+        assert thread.idle_ticks >= 10
     finally:
         thread.stop(timeout=30)
 
