@@ -213,6 +213,14 @@ class Repository:
         temp = self.backend.temp_file()
         try:
             write(temp)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        self._install(temp, object_id)
+
+    def _install(self, temp, object_id: str) -> None:
+        """Rename a spool file holding `object_id` into place (removed if that fails)."""
+        try:
             self.backend.put_file(object_key(object_id), temp)
         except BaseException:
             temp.unlink(missing_ok=True)
@@ -251,15 +259,14 @@ class Repository:
                         break
                     hasher.update(view[:n])  # BLAKE3 releases the GIL while hashing
             object_id = hasher.hexdigest()
-            if self.has_object(object_id):
-                temp.unlink(missing_ok=True)
-                return object_id, size, False
-            self.backend.put_file(object_key(object_id), temp)
+            known = self.has_object(object_id)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        if self._known is not None:
-            self._known.add(object_id)
+        if known:
+            temp.unlink(missing_ok=True)
+            return object_id, size, False
+        self._install(temp, object_id)
         return object_id, size, True
 
     def read_object(self, object_id: str, algorithm: str | None = None) -> Iterator[bytes]:
