@@ -99,8 +99,8 @@ def serve(
              "TRACKOPS_DISABLE_SECURITY_MIDDLEWARE, then MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE.")] = False,
     sqlite_synchronous: Annotated[str | None, typer.Option(
         "--sqlite-synchronous", metavar="MODE",
-        help="SQLite only: full (default) flushes every commit to disk; normal skips that wait (many times "
-             "faster writes on slow disks), and a power loss or OS crash may undo the last commits, never "
+        help="SQLite only: full (default) flushes every commit to disk; normal skips that wait (faster small "
+             "writes where the flush is slow), and a power loss or OS crash may undo the last commits, never "
              "corrupt the file. Env: TRACKOPS_SQLITE_SYNCHRONOUS. See docs/serve.md#sqlite-durability.")] = None,
     webhooks_allow_private: Annotated[bool, typer.Option(
         "--webhooks-allow-private",
