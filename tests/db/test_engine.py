@@ -5,7 +5,7 @@ import importlib.util
 import pytest
 import sqlalchemy as sa
 
-from trackops.db.engine import connect_errors, create_engine, hide_password, parse_url
+from trackops.db.engine import connect_errors, create_engine, hide_password, parse_url, reading_engine
 from trackops.errors import DatabaseError, ExitCode, NotFoundError, UsageError
 
 
@@ -129,3 +129,39 @@ def test_missing_server_database_is_not_found(request, server):
     with pytest.raises(NotFoundError, match="does not exist") as err:
         _connect(url.render_as_string(hide_password=False))
     assert err.value.exit_code == ExitCode.NOT_FOUND
+
+
+def _transaction_status(conn: sa.Connection):
+    conn.exec_driver_sql("SELECT 1").scalar()
+    return conn.connection.dbapi_connection.info.transaction_status
+
+
+def test_postgresql_reads_hold_no_transaction_at_read_committed(postgres_url):
+    from psycopg.pq import TransactionStatus
+
+    engine = create_engine(postgres_url)
+    try:
+        with reading_engine(engine).connect() as conn:
+            assert _transaction_status(conn) == TransactionStatus.IDLE  # no BEGIN sent, no ROLLBACK to send
+        with engine.connect() as conn:  # the shared pool's connections go back to transactions for writes
+            assert _transaction_status(conn) == TransactionStatus.INTRANS
+    finally:
+        engine.dispose()
+
+
+def test_postgresql_reads_stay_in_one_snapshot_when_the_default_is_repeatable_read(postgres_url):
+    from psycopg.pq import TransactionStatus
+
+    engine = create_engine(postgres_url, connect_args={"options": "-c default_transaction_isolation=repeatable\\ read"})
+    try:
+        reader = reading_engine(engine)
+        assert reader is engine
+        with reader.connect() as conn:
+            assert _transaction_status(conn) == TransactionStatus.INTRANS
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_reads_use_the_engine_itself(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert reading_engine(engine) is engine

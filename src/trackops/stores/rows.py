@@ -128,11 +128,19 @@ def _run_statements(dialect: str) -> tuple:
     return found
 
 
-def load_runs(conn: sa.Connection, run_ids: Sequence[str]) -> list[Run]:
+def _put_infos(infos: dict[str, RunInfo], rows: Sequence[Sequence]) -> None:
+    for run_uuid, experiment_id, user_id, status, start, end, stage, uri, name in rows:
+        infos[run_uuid] = RunInfo(run_id=run_uuid, experiment_id=str(experiment_id), user_id=user_id,
+                                  status=status, start_time=start, end_time=end, lifecycle_stage=stage,
+                                  artifact_uri=uri, run_name=name)
+
+
+def load_runs(conn: sa.Connection, run_ids: Sequence[str], run_rows: Sequence[Sequence] | None = None) -> list[Run]:
     """Runs with data, inputs and outputs, in the order of `run_ids`.
 
-    Rows are read as plain tuples (unpacked, not looked up by name): for a 1000-run page the
-    Python work per row is most of the cost, not the six queries.
+    `run_rows`: the runs' own rows (`RUN_COLUMNS`), when the caller has read them already (a
+    search page): then they are not read again. Rows are read as plain tuples (unpacked, not looked
+    up by name): for a 1000-run page the Python work per row is most of the cost, not the queries.
     """
     ids = list(dict.fromkeys(run_ids))
     infos: dict[str, RunInfo] = {}
@@ -144,14 +152,14 @@ def load_runs(conn: sa.Connection, run_ids: Sequence[str]) -> list[Run]:
     model_outputs: dict[str, list[LoggedModelOutput]] = defaultdict(list)
     nan = math.nan
     bind, (by_id, metrics_of, params_of, tags_of, datasets_of, models_of) = _run_statements(conn.dialect.name)
-    # One bound value holds any number of ids (SQLite, PostgreSQL): one round of six statements.
+    # One bound value holds any number of ids (SQLite, PostgreSQL): one round of statements.
     size = IN_CHUNK if conn.dialect.name not in ("sqlite", "postgresql") else max(1, len(ids))
+    if run_rows is not None:
+        _put_infos(infos, run_rows)
     for part in chunks(ids, size):
         bound = {"ids": bind(part)}
-        for run_uuid, experiment_id, user_id, status, start, end, stage, uri, name in conn.execute(by_id, bound).all():
-            infos[run_uuid] = RunInfo(run_id=run_uuid, experiment_id=str(experiment_id), user_id=user_id,
-                                      status=status, start_time=start, end_time=end, lifecycle_stage=stage,
-                                      artifact_uri=uri, run_name=name)
+        if run_rows is None:
+            _put_infos(infos, conn.execute(by_id, bound).all())
         for run_uuid, key, value, timestamp, step, is_nan in conn.execute(metrics_of, bound).all():
             metrics[run_uuid].append(Metric(key, nan if is_nan else float(value), timestamp, step))
         for run_uuid, key, value in conn.execute(params_of, bound).all():

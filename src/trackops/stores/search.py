@@ -47,6 +47,7 @@ from trackops.stores.filter_grammar import (
     parse_order_by,
     parse_order_by_list,
 )
+from trackops.stores.rows import RUN_COLUMNS
 
 __all__ = [
     "GrammarError", "encode_page_token", "decode_page_token", "validate_max_results",
@@ -254,7 +255,10 @@ def _page(stmt: sa.Select, offset: int | None, limit: int | None) -> sa.Select:
 def runs_query(experiment_ids: Sequence[str | int], filter_string: str | None = None,
                run_view_type: ViewType | int | str | None = ViewType.ACTIVE_ONLY,
                order_by: Sequence[str] | None = None, offset: int = 0, limit: int | None = None) -> sa.Select:
-    """``SELECT runs.run_uuid`` of the matching runs, in MLflow's search_runs order."""
+    """The matching runs' rows (`rows.RUN_COLUMNS`, ``run_uuid`` first), in MLflow's search_runs order.
+
+    The page query returns the whole run row rather than only its id, so that loading the page
+    does not read the same rows again by primary key (a third of a 1000-run page's statements)."""
     comparisons = parse_filter(filter_string, RUNS)
     order_keys = parse_order_by_list(order_by, RUNS)
     runs = t.runs
@@ -283,7 +287,7 @@ def runs_query(experiment_ids: Sequence[str | int], filter_string: str | None = 
         order.append(runs.c.start_time.desc())
     order.append(runs.c.run_uuid.asc())
 
-    stmt = sa.select(runs.c.run_uuid).select_from(source).where(*where).order_by(*order)
+    stmt = sa.select(*RUN_COLUMNS).select_from(source).where(*where).order_by(*order)
     return _page(stmt, offset, limit)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from trackops.db.engine import reading_engine
 from trackops.errors import InvalidParameterValue
 
 _PG_ARRAY_TYPES = ((sa.Boolean, "bool"), (sa.BigInteger, "int8"), (sa.Integer, "int4"), (sa.Float, "float8"),
@@ -135,9 +136,14 @@ class TransactionScopes:
             # PostgreSQL and MySQL refuse values longer than their column; say so without the SQL.
             raise InvalidParameterValue("A value is longer than the database column that stores it allows.") from None
 
+    _reader: sa.Engine | None = None
+
     @contextlib.contextmanager
     def _read(self) -> Iterator[sa.Connection]:
-        with self.engine.connect() as conn:
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = reading_engine(self.engine)
+        with reader.connect() as conn:
             yield conn
 
 

@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 
+from trackops.db.engine import reading_engine
 from trackops.entities import (
     DatasetInput,
     Experiment,
@@ -79,9 +80,15 @@ class TrackingStore:
                 time.sleep(0.02 * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    _reader: sa.Engine | None = None
+
     @contextlib.contextmanager
     def _read(self) -> Iterator[sa.Connection]:
-        with self.engine.connect() as conn:
+        """A connection for a unit of work that only reads (autocommit on PostgreSQL: `reading_engine`)."""
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = reading_engine(self.engine)
+        with reader.connect() as conn:
             yield conn
 
     # --- experiments ---------------------------------------------------------------------------
@@ -252,7 +259,8 @@ class TrackingStore:
                                   offset, max_results + 1)
         query = restrict(query) if restrict else query  # auth: only what the user may read (auth/sqlfilter.py)
         with self._read() as conn:
-            run_ids = [row[0] for row in conn.execute(query)]
-            found = load_runs(conn, run_ids[:max_results])
-        token = search.encode_page_token(offset + max_results) if len(run_ids) > max_results else None
+            rows = conn.execute(query).all()
+            page = rows[:max_results]
+            found = load_runs(conn, [row[0] for row in page], run_rows=page)
+        token = search.encode_page_token(offset + max_results) if len(rows) > max_results else None
         return found, token
