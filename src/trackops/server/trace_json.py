@@ -71,26 +71,47 @@ def parse_duration(value: Any, name: str) -> int:
 # --- TraceInfo ----------------------------------------------------------------------------------
 
 def trace_info_json(info: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "trace_id": info["trace_id"],
-        "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": info["experiment_id"]}},
-        "request_time": timestamp_json(info["request_time"]),
-    }
-    if info.get("client_request_id") is not None:
-        out["client_request_id"] = info["client_request_id"]
-    if info.get("execution_duration") is not None:
-        out["execution_duration"] = duration_json(info["execution_duration"])
-    out["state"] = info["state"]
-    if info.get("trace_metadata"):
-        out["trace_metadata"] = info["trace_metadata"]
-    if info.get("assessments"):
-        out["assessments"] = [assessment_json(a) for a in info["assessments"]]
-    if info.get("tags"):
-        out["tags"] = info["tags"]
-    if info.get("request_preview") is not None:
-        out["request_preview"] = info["request_preview"]
-    if info.get("response_preview") is not None:
-        out["response_preview"] = info["response_preview"]
+    return _info_json(info["trace_id"], {"type": "MLFLOW_EXPERIMENT",
+                                         "mlflow_experiment": {"experiment_id": info["experiment_id"]}},
+                      info["request_time"], info.get("client_request_id"), info.get("execution_duration"),
+                      info["state"], info.get("trace_metadata"), info.get("assessments"), info.get("tags"),
+                      info.get("request_preview"), info.get("response_preview"))
+
+
+def trace_infos_json(rows: list[Any], tags: dict[str, dict], metadata: dict[str, dict],
+                     assessments: dict[str, list]) -> list[dict[str, Any]]:
+    """TraceInfo messages straight from a store's rows (`stores.traces.info_columns`) and their
+    `info_children`, in one pass: a page of 500 builds no TraceInfo dict to convert afterwards."""
+    locations: dict[Any, dict] = {}  # one (read-only) location object per experiment of the page
+    out = []
+    for r in rows:
+        location = locations.get(r[1])
+        if location is None:
+            location = locations[r[1]] = {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": str(r[1])}}
+        out.append(_info_json(r[0], location, r[2], r[5], r[3], r[4], metadata[r[0]], assessments.get(r[0]),
+                              tags[r[0]], r[6], r[7]))
+    return out
+
+
+def _info_json(trace_id: str, location: dict, request_time: int, client_request_id: str | None,
+               duration: int | None, state: str, metadata: dict | None, assessments: list | None,
+               tags: dict | None, request_preview: str | None, response_preview: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"trace_id": trace_id, "trace_location": location, "request_time": timestamp_json(request_time)}
+    if client_request_id is not None:
+        out["client_request_id"] = client_request_id
+    if duration is not None:
+        out["execution_duration"] = duration_json(duration)
+    out["state"] = state
+    if metadata:
+        out["trace_metadata"] = metadata
+    if assessments:
+        out["assessments"] = [assessment_json(a) for a in assessments]
+    if tags:
+        out["tags"] = tags
+    if request_preview is not None:
+        out["request_preview"] = request_preview
+    if response_preview is not None:
+        out["response_preview"] = response_preview
     return out
 
 

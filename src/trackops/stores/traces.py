@@ -645,14 +645,7 @@ class TraceStore(TransactionScopes):
     def _infos(self, conn: sa.Connection, trace_ids: list[str], experiment_ids: Sequence[str] | None = None
                ) -> list[dict[str, Any]]:
         """TraceInfo dicts of the given ids, in that order (missing ones left out)."""
-        ti = s.trace_info
-        rows: dict[str, Any] = {}
-        for condition in ids_in(conn, ti.c.request_id, trace_ids):
-            stmt = sa.select(*info_columns()).where(condition)
-            if experiment_ids is not None:
-                stmt = stmt.where(ti.c.experiment_id.in_([int(e) for e in experiment_ids if str(e).isdigit()]))
-            rows.update((r[0], r) for r in conn.execute(stmt).fetchall())
-        return build_infos(conn, [rows[t] for t in trace_ids if t in rows])
+        return build_infos(conn, info_rows(conn, trace_ids, experiment_ids))
 
 
 def _root_status(group: Iterable[OtlpSpan]) -> str | None:
@@ -712,8 +705,11 @@ def delete_trace_rows(conn: sa.Connection, trace_ids: list[str]) -> None:
 INFO_COLUMNS = ("request_id", "experiment_id", "timestamp_ms", "execution_time_ms", "status", "client_request_id",
                 "request_preview", "response_preview", "trace_name", "session_id",
                 *TOKEN_COLUMNS.values(), *COST_COLUMNS.values())
+_NAME_AT, _SESSION_AT = INFO_COLUMNS.index("trace_name"), INFO_COLUMNS.index("session_id")
 _TOKENS_AT = tuple((k, INFO_COLUMNS.index(c)) for k, c in TOKEN_COLUMNS.items())
 _COSTS_AT = tuple((k, INFO_COLUMNS.index(c)) for k, c in COST_COLUMNS.items())
+_ANALYTICS = slice(min(i for _, i in _TOKENS_AT + _COSTS_AT), max(i for _, i in _TOKENS_AT + _COSTS_AT) + 1)
+_NO_ANALYTICS = (None,) * (_ANALYTICS.stop - _ANALYTICS.start)
 _FLAG_AT = len(INFO_COLUMNS)
 
 
@@ -751,53 +747,125 @@ def _sqlite_has_json() -> bool:
 _SQLITE_JSON = _sqlite_has_json()
 
 
-def build_infos(conn: sa.Connection, rows: list[Any]) -> list[dict[str, Any]]:
-    """TraceInfo dicts for rows of `info_columns`: tags (with the name), metadata (with the promoted
-    analytics columns), assessments. One statement each for the tags and the metadata, and one for
-    the assessments when a row's flag says it has some."""
-    if not rows:
+def _one_list_param(conn: sa.Connection) -> bool:
+    return conn.dialect.name == "postgresql" or (conn.dialect.name == "sqlite" and _SQLITE_JSON)
+
+
+def _ids_param(column: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
+    """`column` among the ids of the bound parameter ``ids`` (`_ids_value`), for `_one_list_param` dialects."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.String)))
+    ids_table = sa.func.json_each(sa.bindparam("ids", type_=sa.String)).table_valued("value")
+    return column.in_(sa.select(ids_table.c.value))
+
+
+def _ids_value(conn: sa.Connection, ids: Sequence[str]) -> Any:
+    return list(ids) if conn.dialect.name == "postgresql" else json.dumps(list(ids))
+
+
+def _read_statements(dialect: str) -> dict[str, sa.Select]:
+    """The statements of a TraceInfo read, built once per dialect: a page of 500 then costs no
+    SQLAlchemy construct and no cache-key walk, only its ``ids`` parameter."""
+    found = _STATEMENTS.get(dialect)
+    if found is None:
+        ti, tt, tm = s.trace_info, s.trace_tags, s.trace_request_metadata
+        found = _STATEMENTS[dialect] = {
+            "infos": sa.select(*info_columns()).where(_ids_param(ti.c.request_id, dialect)),
+            "tags": sa.select(tt.c.request_id, tt.c.key, tt.c.value).where(
+                _ids_param(tt.c.request_id, dialect), tt.c.key != TRACE_NAME),
+            "metadata": sa.select(tm.c.request_id, tm.c.key, tm.c.value).where(
+                _ids_param(tm.c.request_id, dialect), tm.c.key.notin_(sorted(PROMOTED))),
+        }
+    return found
+
+
+_STATEMENTS: dict[str, dict[str, sa.Select]] = {}
+
+
+def info_rows(conn: sa.Connection, trace_ids: Sequence[str], experiment_ids: Sequence[str] | None = None
+              ) -> list[Any]:
+    """Rows of `info_columns` for the given ids, in that order (missing ones left out)."""
+    if not trace_ids:
         return []
+    ti = s.trace_info
+    if _one_list_param(conn):
+        statements = [(_read_statements(conn.dialect.name)["infos"], {"ids": _ids_value(conn, trace_ids)})]
+    else:
+        statements = [(sa.select(*info_columns()).where(c), {}) for c in ids_in(conn, ti.c.request_id, trace_ids)]
+    rows: dict[str, Any] = {}
+    for stmt, params in statements:
+        if experiment_ids is not None:
+            stmt = stmt.where(ti.c.experiment_id.in_([int(e) for e in experiment_ids if str(e).isdigit()]))
+        rows.update((r[0], r) for r in conn.execute(stmt, params).fetchall())
+    return [rows[t] for t in trace_ids if t in rows]
+
+
+def info_children(conn: sa.Connection, rows: list[Any]
+                  ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]], dict[str, list]]:
+    """(tags, metadata, assessments) by trace id for rows of `info_columns`: the tags with the trace
+    name, the metadata with the promoted analytics columns, as MLflow returns them. One statement
+    each for the tags and the metadata, and one for the assessments when a row's flag says it has some."""
     tags: dict[str, dict] = {}
     meta: dict[str, dict] = {}
+    if not rows:
+        return tags, meta, {}
     for r in rows:
         tags[r[0]] = {}
         meta[r[0]] = {}
     ids = list(tags)
     tt, tm, a = s.trace_tags, s.trace_request_metadata, s.assessments
-    for condition in ids_in(conn, tt.c.request_id, ids):
-        # fetchall and plain tuples: a page of 500 traces has thousands of tag and metadata rows
-        for request_id, key, value in conn.execute(
-                sa.select(tt.c.request_id, tt.c.key, tt.c.value).where(condition, tt.c.key != TRACE_NAME)).fetchall():
-            tags[request_id][key] = value
-    for condition in ids_in(conn, tm.c.request_id, ids):
-        for request_id, key, value in conn.execute(
-                sa.select(tm.c.request_id, tm.c.key, tm.c.value).where(condition, tm.c.key.notin_(sorted(PROMOTED)))
-        ).fetchall():
-            meta[request_id][key] = value
+    if _one_list_param(conn):
+        statements = _read_statements(conn.dialect.name)
+        value = {"ids": _ids_value(conn, ids)}
+        tag_rows = conn.execute(statements["tags"], value).fetchall()
+        meta_rows = conn.execute(statements["metadata"], value).fetchall()
+    else:
+        tag_rows, meta_rows = [], []
+        for condition in ids_in(conn, tt.c.request_id, ids):
+            tag_rows += conn.execute(sa.select(tt.c.request_id, tt.c.key, tt.c.value).where(
+                condition, tt.c.key != TRACE_NAME)).fetchall()
+        for condition in ids_in(conn, tm.c.request_id, ids):
+            meta_rows += conn.execute(sa.select(tm.c.request_id, tm.c.key, tm.c.value).where(
+                condition, tm.c.key.notin_(sorted(PROMOTED)))).fetchall()
+    # plain loops over fetched tuples: a page of 500 traces has thousands of tag and metadata rows
+    for request_id, key, value in tag_rows:
+        tags[request_id][key] = value
+    for request_id, key, value in meta_rows:
+        meta[request_id][key] = value
     assessments: dict[str, list] = defaultdict(list)
     assessed = [r[0] for r in rows if r[_FLAG_AT]]
     if assessed:
         for condition in ids_in(conn, a.c.trace_id, assessed):
             for r in conn.execute(sa.select(a).where(condition)).fetchall():
                 assessments[r.trace_id].append(assessment_of(r))
-    out = []
     for r in rows:
-        request_id = r[0]
-        t = tags[request_id]
-        if r[8] is not None:
-            t[TRACE_NAME] = r[8]
-        m = meta[request_id]
-        if r[9] is not None:
-            m[SESSION] = r[9]
-        usage = {k: _token_count(r[i]) for k, i in _TOKENS_AT if r[i] is not None}
-        if usage:
-            m[TOKEN_USAGE] = json.dumps(usage)
-        cost = {k: r[i] for k, i in _COSTS_AT if r[i] is not None}
-        if cost:
-            m[COST] = json.dumps(cost)
-        out.append({
-            "trace_id": request_id, "experiment_id": str(r[1]), "request_time": r[2], "execution_duration": r[3],
-            "state": r[4], "client_request_id": r[5], "request_preview": r[6], "response_preview": r[7],
-            "tags": t, "trace_metadata": m, "assessments": assessments.get(request_id, []),
-        })
-    return out
+        if r[_NAME_AT] is not None:
+            tags[r[0]][TRACE_NAME] = r[_NAME_AT]
+        if r[_SESSION_AT] is not None:
+            meta[r[0]][SESSION] = r[_SESSION_AT]
+        if r[_ANALYTICS] != _NO_ANALYTICS:  # one tuple comparison for the usual trace without them
+            m = meta[r[0]]
+            usage = {k: _token_count(r[i]) for k, i in _TOKENS_AT if r[i] is not None}
+            if usage:
+                m[TOKEN_USAGE] = json.dumps(usage)
+            cost = {k: r[i] for k, i in _COSTS_AT if r[i] is not None}
+            if cost:
+                m[COST] = json.dumps(cost)
+    return tags, meta, assessments
+
+
+def info_dicts(rows: list[Any], tags: dict[str, dict], meta: dict[str, dict], assessments: dict[str, list]
+               ) -> list[dict[str, Any]]:
+    """TraceInfo dicts of rows of `info_columns` and their `info_children`."""
+    return [{
+        "trace_id": r[0], "experiment_id": str(r[1]), "request_time": r[2], "execution_duration": r[3],
+        "state": r[4], "client_request_id": r[5], "request_preview": r[6], "response_preview": r[7],
+        "tags": tags[r[0]], "trace_metadata": meta[r[0]], "assessments": assessments.get(r[0], []),
+    } for r in rows]
+
+
+def build_infos(conn: sa.Connection, rows: list[Any]) -> list[dict[str, Any]]:
+    """TraceInfo dicts for rows of `info_columns`, with their tags, metadata and assessments (`info_children`)."""
+    return info_dicts(rows, *info_children(conn, rows))

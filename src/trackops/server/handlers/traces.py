@@ -218,10 +218,11 @@ def search_traces(ctx, p: Params, _path) -> dict:
     order_by = [o for o in p.list("order_by") if isinstance(o, str)]
     infos, token = trace_search.search_traces(
         store(ctx), experiment_ids, filter_string=p.str("filter") or None,
-        max_results=p.int64("max_results", default=100), order_by=order_by, page_token=p.str("page_token") or None)
+        max_results=p.int64("max_results", default=100), order_by=order_by, page_token=p.str("page_token") or None,
+        shape=tj.trace_infos_json)
     out: dict[str, Any] = {}
     if infos:
-        out["traces"] = [tj.trace_info_json(i) for i in infos]
+        out["traces"] = infos
     if token:
         out["next_page_token"] = token
     return out
