@@ -277,3 +277,15 @@ def test_logged_model_lifecycle_and_its_artifact_listing(client):
     assert client.delete(f"{API}/logged-models/{mid}/tags/k").json() == {}
     assert client.delete(f"{API}/logged-models/{mid}").json() == {}
     assert client.get(f"{API}/logged-models/{mid}").status_code == 404
+
+
+def test_log_batch_metric_with_a_model_id_and_no_step_is_logged_to_the_model(client):
+    run_id = new_run(client)
+    mid = post(client, "/logged-models", {"experiment_id": "0", "name": "lm", "source_run_id": run_id}).json()[
+        "model"]["info"]["model_id"]
+    r = post(client, "/runs/log-batch", {"run_id": run_id, "metrics": [
+        {"key": "loss", "value": 1, "timestamp": 5, "step": 1},
+        {"key": "acc", "value": 0.9, "timestamp": 5, "model_id": mid}]})  # four fields, one of them the model id
+    assert r.status_code == 200, r.text
+    model = client.get(f"{API}/logged-models/{mid}").json()["model"]
+    assert [(m["key"], m["value"], m.get("model_id")) for m in model["data"]["metrics"]] == [("acc", 0.9, mid)]

@@ -61,10 +61,13 @@ def _tags(items: list[Any], cls=RunTag, what: str = "tags") -> list:
     return out
 
 
+_PLAIN_FIELDS = frozenset({"key", "value", "timestamp", "step"})  # a metric with nothing else
+
+
 def _metric(item: Any, *, field: str = "metrics") -> Metric:
     # Fast path for what the client sends (log-batch carries up to 1000 of these): plain JSON
-    # numbers and a string key, no optional fields. Anything else takes the checked path below.
-    if type(item) is dict and len(item) <= 4:
+    # numbers and a string key, no other field. Anything else takes the checked path below.
+    if type(item) is dict and item.keys() <= _PLAIN_FIELDS:
         key, value, timestamp, step = item.get("key"), item.get("value"), item.get("timestamp"), item.get("step", 0)
         if (type(key) is str and key and type(value) in (float, int) and type(timestamp) is int
                 and type(step) is int and INT64_MIN <= timestamp <= INT64_MAX and INT64_MIN <= step <= INT64_MAX
@@ -257,12 +260,17 @@ def log_batch(ctx, p: Params, _path) -> dict:
 
 def _points(items: list[Any]) -> list[tuple[str, float, int, int]] | None:
     """log-batch's metrics as (key, value, timestamp, step) tuples, or None when one of them carries a
-    model or dataset id. What the client sends (numbers and a key) is read inline; anything else
-    goes through the checked reader, which refuses what MLflow refuses."""
+    model or dataset id. What the client sends (numbers and a key, nothing else) is read column by
+    column, each check one pass in C over a column; a batch where any metric is anything else is
+    read metric by metric, and what is not plain goes through the checked reader, which refuses what
+    MLflow refuses."""
+    columns = _plain_columns(items)
+    if columns is not None:
+        return list(zip(*columns))
     out = []
     append = out.append
     for index, item in enumerate(items):
-        if type(item) is dict and len(item) <= 4:
+        if type(item) is dict and item.keys() <= _PLAIN_FIELDS:
             key, value, timestamp, step = item.get("key"), item.get("value"), item.get("timestamp"), item.get("step", 0)
             if (type(key) is str and key and type(timestamp) is int and type(step) is int
                     and INT64_MIN <= timestamp <= INT64_MAX and INT64_MIN <= step <= INT64_MAX):
@@ -277,6 +285,31 @@ def _points(items: list[Any]) -> list[tuple[str, float, int, int]] | None:
             return None
         append((m.key, m.value, m.timestamp, m.step))
     return out
+
+
+def _plain_columns(items: list[Any]) -> tuple[list, list, list, list] | None:
+    """(keys, values, timestamps, steps) when every metric is plain: an object of at most key, value,
+    timestamp and step, with a non-empty string key, a number value and int64 timestamp and step."""
+    if not items or set(map(type, items)) != {dict} or not _PLAIN_FIELDS.issuperset(set().union(*items)):
+        return None
+    keys = [i.get("key") for i in items]
+    timestamps = [i.get("timestamp") for i in items]
+    steps = [i.get("step", 0) for i in items]
+    values = [i.get("value") for i in items]
+    if set(map(type, keys)) != {str} or not all(keys):
+        return None
+    for column in (timestamps, steps):
+        if set(map(type, column)) != {int} or min(column) < INT64_MIN or max(column) > INT64_MAX:
+            return None
+    kinds = set(map(type, values))
+    if kinds == {float}:
+        return keys, values, timestamps, steps
+    if not kinds <= {float, int}:
+        return None
+    ints = [v for v in values if type(v) is int]
+    if min(ints) < INT64_MIN or max(ints) > INT64_MAX:
+        return None
+    return keys, [float(v) for v in values], timestamps, steps
 
 
 @route("POST", "/mlflow/runs/log-inputs", Access.EDIT, Resource.RUN)
