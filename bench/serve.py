@@ -14,6 +14,7 @@ non-pooling proxy does).
   log-metric        sequential POST runs/log-metric, requests/s (both ways)
   log-batch         POST runs/log-batch with 1000 metrics each, metrics/s (reused connection)
   experiments/get   sequential GET experiments/get, requests/s (reused connection)
+  GET /health       sequential GET /health, requests/s (reused connection): the client's own ceiling
   search            POST runs/search returning 1000 of 2000 runs with a metric filter, seconds per call
   concurrent        8 clients logging metrics at once, aggregate requests/s (reused connections)
   idle RSS          resident memory of the server's whole process tree after start-up, before load
@@ -164,6 +165,12 @@ def measure(url: str, eid: str, args) -> dict[str, float]:
         r = s.get(url + API + "/experiments/get", params={"experiment_id": eid}, timeout=60)
         r.raise_for_status()
     out["experiments/get (req/s)"] = args.requests / (time.perf_counter() - started)
+
+    # The client's own ceiling: the same session against the cheapest answer a server has.
+    started = time.perf_counter()
+    for _ in range(args.requests):
+        s.get(url + "/health", timeout=60).raise_for_status()
+    out["GET /health (req/s)"] = args.requests / (time.perf_counter() - started)
 
     half = args.runs // 2
     body = {"experiment_ids": [eid], "filter": f"metrics.score >= {half}", "max_results": 1000,
@@ -322,6 +329,11 @@ def main() -> None:
             ratio = m / t if lower_is_better(key) else t / m
             line += f" {ratio:14.2f}x"
         print(line)
+    # A GET cannot be answered faster than the fastest /health any server gave this client: that
+    # bounds the experiments/get ratio any server could reach against each peer.
+    ceiling = max(results[n]["GET /health (req/s)"] for n in names)
+    print(f"client ceiling: {ceiling:.0f} GET/s (the fastest /health); the most any server could reach on "
+          "experiments/get: " + ", ".join(f"{ceiling / results[p]['experiments/get (req/s)']:.2f}x vs {p}" for p in peers))
 
 
 if __name__ == "__main__":
