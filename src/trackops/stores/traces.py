@@ -35,6 +35,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from trackops.db import schema as s
@@ -773,15 +774,23 @@ def _read_statements(dialect: str) -> dict[str, sa.Select]:
         ti, tt, tm = s.trace_info, s.trace_tags, s.trace_request_metadata
         found = _STATEMENTS[dialect] = {
             "infos": sa.select(*info_columns()).where(_ids_param(ti.c.request_id, dialect)),
-            "tags": sa.select(tt.c.request_id, tt.c.key, tt.c.value).where(
-                _ids_param(tt.c.request_id, dialect), tt.c.key != TRACE_NAME),
-            "metadata": sa.select(tm.c.request_id, tm.c.key, tm.c.value).where(
-                _ids_param(tm.c.request_id, dialect), tm.c.key.notin_(sorted(PROMOTED))),
+            "tags": sa.select(tt.c.request_id, _json_object(tt.c.key, tt.c.value, dialect)).where(
+                _ids_param(tt.c.request_id, dialect), tt.c.key != TRACE_NAME).group_by(tt.c.request_id),
+            "metadata": sa.select(tm.c.request_id, _json_object(tm.c.key, tm.c.value, dialect)).where(
+                _ids_param(tm.c.request_id, dialect), tm.c.key.notin_(sorted(PROMOTED))).group_by(tm.c.request_id),
         }
     return found
 
 
 _STATEMENTS: dict[str, dict[str, sa.Select]] = {}
+
+
+def _json_object(key: sa.Column, value: sa.Column, dialect: str) -> sa.ColumnElement:
+    """A trace's keys and values as one JSON object (text): a page's 4,000 tag and metadata rows
+    then reach Python as 1,000, decoded in C, with no dict built key by key."""
+    if dialect == "postgresql":
+        return sa.cast(sa.func.json_object_agg(key, value), sa.Text)
+    return sa.func.json_group_object(key, value)
 
 
 def info_rows(conn: sa.Connection, trace_ids: Sequence[str], experiment_ids: Sequence[str] | None = None
@@ -819,21 +828,19 @@ def info_children(conn: sa.Connection, rows: list[Any]
     if _one_list_param(conn):
         statements = _read_statements(conn.dialect.name)
         value = {"ids": _ids_value(conn, ids)}
-        tag_rows = conn.execute(statements["tags"], value).fetchall()
-        meta_rows = conn.execute(statements["metadata"], value).fetchall()
+        for found, name in ((tags, "tags"), (meta, "metadata")):
+            for request_id, obj in conn.execute(statements[name], value).fetchall():
+                found[request_id] = orjson.loads(obj)
     else:
-        tag_rows, meta_rows = [], []
+        # plain loops over fetched tuples: a page of 500 traces has thousands of tag and metadata rows
         for condition in ids_in(conn, tt.c.request_id, ids):
-            tag_rows += conn.execute(sa.select(tt.c.request_id, tt.c.key, tt.c.value).where(
-                condition, tt.c.key != TRACE_NAME)).fetchall()
+            for request_id, key, value in conn.execute(sa.select(tt.c.request_id, tt.c.key, tt.c.value).where(
+                    condition, tt.c.key != TRACE_NAME)).fetchall():
+                tags[request_id][key] = value
         for condition in ids_in(conn, tm.c.request_id, ids):
-            meta_rows += conn.execute(sa.select(tm.c.request_id, tm.c.key, tm.c.value).where(
-                condition, tm.c.key.notin_(sorted(PROMOTED)))).fetchall()
-    # plain loops over fetched tuples: a page of 500 traces has thousands of tag and metadata rows
-    for request_id, key, value in tag_rows:
-        tags[request_id][key] = value
-    for request_id, key, value in meta_rows:
-        meta[request_id][key] = value
+            for request_id, key, value in conn.execute(sa.select(tm.c.request_id, tm.c.key, tm.c.value).where(
+                    condition, tm.c.key.notin_(sorted(PROMOTED)))).fetchall():
+                meta[request_id][key] = value
     assessments: dict[str, list] = defaultdict(list)
     assessed = [r[0] for r in rows if r[_FLAG_AT]]
     if assessed:
