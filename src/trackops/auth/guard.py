@@ -278,7 +278,7 @@ class Guard:
         With ``db=False`` only the caches are used, and `NeedsDatabase` is raised on a miss (so an
         async caller can decide on the event loop and go to a thread only when it must).
         """
-        if user.is_admin or access in ("PUBLIC", "CREATE"):
+        if user.is_admin or access in ("PUBLIC", "CREATE", "USER"):
             return
         if access == "ADMIN":
             raise PermissionDenied(f"Permission denied: this endpoint is for administrators (user '{user.username}').")

@@ -32,3 +32,16 @@ class Permission(enum.IntEnum):
 
 NAMES = [p.name for p in Permission]
 DEFAULT_PERMISSION = Permission.READ
+
+
+def can_use(permission: Permission) -> bool:
+    """MLflow's ``can_use``: its USE tier sits between READ and EDIT, so of trackops' permissions only
+    EDIT and MANAGE have it (what ``users/permissions/get`` answers as ``allowed``)."""
+    return permission >= Permission.EDIT
+
+
+# The names MLflow 3.17's per-user grant API accepts on one resource, and what trackops stores for
+# them: it has no USE tier (USE reads, as `Permission.parse` takes it) and no DENY beside
+# NO_PERMISSIONS, which already means "nothing on this resource, whatever the default".
+GRANTABLE = {"READ": Permission.READ, "USE": Permission.READ, "EDIT": Permission.EDIT,
+             "MANAGE": Permission.MANAGE, "DENY": Permission.NO_PERMISSIONS}

@@ -157,6 +157,12 @@ class AuthStore:
             return [{"username": r.username, "is_admin": bool(r.is_admin), "created_at": int(r.created_at),
                      "tokens": int(tokens.get(r.id, 0))} for r in rows]
 
+    def users(self) -> list[User]:
+        """Every user, by name."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(U.c.id, U.c.username, U.c.is_admin).order_by(U.c.username))
+            return [User(r.id, r.username, bool(r.is_admin)) for r in rows]
+
     def admin_count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(U).where(U.c.is_admin.is_(True))).scalar())
@@ -256,6 +262,25 @@ class AuthStore:
         with self.engine.begin() as conn:
             row = self._user_row(conn, username)
             self._upsert(conn, kind, key, row.id, perm)
+            epoch.bump(conn, epoch.GRANTS)
+        return Grant(username, kind, str(key), perm.name)
+
+    def add_grant(self, username: str, kind: str, resource: str | int, permission: str | Permission) -> Grant:
+        """Like `grant`, but `ResourceAlreadyExists` when the user already holds one on the resource
+        (MLflow's per-user grant API creates; it never overwrites)."""
+        key = resource_key(kind, resource)
+        perm = Permission.parse(permission)
+        table, col = (EP, EP.c.experiment_id) if kind == EXPERIMENT else (RMP, RMP.c.name)
+        with self.engine.begin() as conn:
+            row = self._user_row(conn, username)
+            held = conn.execute(sa.select(table.c.permission).where(col == key, table.c.user_id == row.id)).first()
+            if held is not None:
+                raise ResourceAlreadyExists(f"user {username!r} already has {held[0]} on {kind.replace('_', ' ')} {key!s}")
+            try:  # a concurrent grant of the same row loses on the primary key; the transaction rolls back
+                conn.execute(table.insert().values({col.name: key, "user_id": row.id, "permission": perm.name}))
+            except sa.exc.IntegrityError:
+                raise ResourceAlreadyExists(f"user {username!r} already has a permission on "
+                                            f"{kind.replace('_', ' ')} {key!s}") from None
             epoch.bump(conn, epoch.GRANTS)
         return Grant(username, kind, str(key), perm.name)
 

@@ -24,6 +24,7 @@ class Access(enum.Enum):
     MANAGE = "MANAGE"
     CREATE = "CREATE"  # creating a top-level resource (experiment, registered model): any authenticated user
     ADMIN = "ADMIN"
+    USER = "USER"  # any authenticated user; the handler checks the rest (self or admin, MANAGE on a named resource)
 
 
 class Resource(enum.Enum):
