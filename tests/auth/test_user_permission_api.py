@@ -247,3 +247,29 @@ def test_the_client_raises_mlflows_error_codes(live):
         assert refused(lambda: auth.grant_user_permission(ALICE[0], "experiment", "*", "READ")) == (
             400, "INVALID_PARAMETER_VALUE")  # trackops has no wildcard grants
         auth.revoke_user_permission(ALICE[0], "registered_model", "churn")
+
+
+def test_a_prompt_grant_is_its_registered_models_and_is_listed_as_a_prompt(live):
+    import mlflow
+
+    name = f"qa-{uuid.uuid4().hex[:6]}"
+    made = {"name": name, "tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}]}
+    created = http(live.url, "POST", "/api/2.0/mlflow/registered-models/create", ADMIN, json.dumps(made).encode())
+    assert created[0] == 200
+    auth = mlflow.server.get_app_client("basic-auth", tracking_uri=live.url)
+    with As(ADMIN):
+        auth.grant_user_permission(BOB[0], "prompt", name, "EDIT")
+        # one namespace: trackops keeps a prompt's grants on its registered model
+        assert auth.get_user_permission(BOB[0], "registered_model", name).permission == "EDIT"
+        assert refused(lambda: auth.grant_user_permission(BOB[0], "registered_model", name, "READ")) == (
+            400, "RESOURCE_ALREADY_EXISTS")
+    status, body = http(live.url, "GET", V3 + "/list?username=bob", BOB)
+    assert status == 200
+    assert [(p["resource_type"], p["resource_pattern"], p["permission"]) for p in json.loads(body)["permissions"]
+            if p["resource_pattern"] == name] == [("prompt", name, "EDIT")]
+    # the grant decides bob's next request on the prompt's model (over HTTP: the client refuses prompts)
+    tag = json.dumps({"name": name, "key": "k", "value": "v"}).encode()
+    assert http(live.url, "POST", "/api/2.0/mlflow/registered-models/set-tag", BOB, tag)[0] == 200
+    with As(ADMIN):
+        auth.revoke_user_permission(BOB[0], "prompt", name)
+    assert http(live.url, "GET", f"/api/2.0/mlflow/registered-models/get?name={name}", BOB)[0] == 403

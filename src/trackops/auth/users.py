@@ -275,7 +275,8 @@ class AuthStore:
             row = self._user_row(conn, username)
             held = conn.execute(sa.select(table.c.permission).where(col == key, table.c.user_id == row.id)).first()
             if held is not None:
-                raise ResourceAlreadyExists(f"user {username!r} already has {held[0]} on {kind.replace('_', ' ')} {key!s}")
+                raise ResourceAlreadyExists(f"user {username!r} already has {held[0]} on "
+                                            f"{kind.replace('_', ' ')} {key!s}")
             try:  # a concurrent grant of the same row loses on the primary key; the transaction rolls back
                 conn.execute(table.insert().values({col.name: key, "user_id": row.id, "permission": perm.name}))
             except sa.exc.IntegrityError:
