@@ -4,6 +4,9 @@ They live beside MLflow's tables but are versioned in ``trackops_alembic_version
 ``db/own_migrations/versions``, so MLflow's ``alembic_version`` and schema stay exactly what MLflow
 expects (MLflow ignores tables it does not know). Later features add their tables (users,
 permissions, secrets, backup catalog) as new revisions of this chain.
+
+As in `revisions`, alembic is imported only to migrate: `OWN_HEAD` and a plain read of the version table
+answer what a server asks at start-up.
 """
 
 from __future__ import annotations
@@ -11,16 +14,19 @@ from __future__ import annotations
 import io
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from trackops import __version__
+from trackops.db.revisions import single_revision
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 VERSION_TABLE = "trackops_alembic_version"
+OWN_HEAD = "t0003"
+"""The newest revision of the own chain; a test proves it is the scripts' head."""
 _SCRIPTS = Path(__file__).parent / "own_migrations"
 
 _md = sa.MetaData()
@@ -40,6 +46,8 @@ operations = sa.Table(
 
 
 def _config(**attributes) -> Config:
+    from alembic.config import Config
+
     config = Config(output_buffer=attributes.pop("output_buffer", None))
     config.set_main_option("script_location", str(_SCRIPTS))
     config.attributes.update(attributes)
@@ -47,13 +55,20 @@ def _config(**attributes) -> Config:
 
 
 def own_head() -> str:
-    """The newest revision of trackops' own chain."""
+    """The newest revision of trackops' own chain (`OWN_HEAD`, without reading the scripts)."""
+    return OWN_HEAD
+
+
+def scripts_head() -> str:
+    """The own chain's head as alembic reads it from the scripts (what `OWN_HEAD` must equal)."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
 def own_current(conn: sa.Connection) -> str | None:
     """The revision in ``trackops_alembic_version``, or None when the own tables were never created."""
-    return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+    return single_revision(conn, VERSION_TABLE)
 
 
 def upgrade_own(conn: sa.Connection) -> list[str]:
@@ -63,6 +78,8 @@ def upgrade_own(conn: sa.Connection) -> list[str]:
     def on_version_apply(*, ctx, step, heads, run_args) -> None:
         applied.append(step.up_revision_id)
 
+    from alembic import command
+
     command.upgrade(_config(connection=conn, on_version_apply=on_version_apply), "heads")
     return applied
 
@@ -71,6 +88,8 @@ def own_upgrade_sql(url: str | sa.URL, *, start: str | None = None) -> str:
     """The DDL that `upgrade_own` would run from `start` (None: no own tables yet), as text."""
     if start == own_head():
         return ""
+    from alembic import command
+
     buffer = io.StringIO()
     config = _config(url=url, output_buffer=buffer)
     command.upgrade(config, f"{start}:heads" if start else "heads", sql=True)

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic.util import CommandError
 from sqlalchemy.engine import URL, Engine
 
 from trackops.config import Settings
@@ -129,6 +128,11 @@ def available_chain() -> list[Revision]:
     return out
 
 
+def _id_chain() -> list[Revision]:
+    """`available_chain` without the purposes, which only the scripts hold (enough to plan, not to report)."""
+    return [Revision(r, "", releases.first_release(r)) for r in revisions.chain_ids()]
+
+
 def _purpose(script) -> str:
     doc = (getattr(script.module, "__doc__", None) or script.doc or "").strip()
     return doc.splitlines()[0].strip() if doc else ""
@@ -161,13 +165,12 @@ class DbState:
 
 def read_state(conn: sa.Connection) -> DbState:
     """Where the database on `conn` is: MLflow revision, emptiness, trackops' own revision."""
-    try:
-        current = revisions.current_revision(conn)
-    except CommandError:
-        rows = conn.execute(sa.text(f"SELECT version_num FROM {revisions.VERSION_TABLE}")).scalars().all()
+    rows = revisions.recorded_revisions(conn)
+    if len(rows) > 1:
         raise CheckFailedError(f"alembic_version holds {len(rows)} revisions ({', '.join(sorted(rows))}); "
                                "an MLflow database has one", hint="inspect the database; it is not one trackops "
-                               "can upgrade safely") from None
+                               "can upgrade safely")
+    current = rows[0] if rows else None
     tables = revisions.user_tables(conn)
     return DbState(current=current, empty=not tables, own_current=own_schema.own_current(conn), tables=tables)
 
@@ -345,6 +348,8 @@ def _inline(statement: str, parameters: Any) -> str:
 
 @contextmanager
 def _offline_errors() -> Iterator[None]:
+    from alembic.util import CommandError  # here, not at the top: serving never renders or runs migrations
+
     try:
         yield
     except (CommandError, sa.exc.CompileError) as exc:
@@ -371,6 +376,8 @@ def migration_engine(url: URL) -> Engine:
 
 
 def _execute(url: URL, plan: UpgradePlan, progress: Progress | None) -> UpgradeReport:
+    from alembic.util import CommandError  # here, not at the top: serving a database at head never migrates
+
     report = UpgradeReport(plan)
     emit = progress or (lambda _event: None)
     path = sqlite_path(url) if plan.dialect == "sqlite" else None
@@ -469,7 +476,9 @@ def _log_failure(url: URL, plan: UpgradePlan, started_ms: int, failed_at: str | 
 def init(settings: Settings, *, progress: Progress | None = None) -> UpgradeReport:
     """Create the schema at head on an empty database; a no-op at head; refuse one behind head."""
     url = parse_url(settings.backend_store_uri)
-    chain = available_chain()
+    # Planned on the chain's ids first: a database already at head (every server start) needs no step,
+    # so the scripts, and alembic with them, are read only when there is something to create.
+    chain = _id_chain()
     target = resolve_target(None, chain)
     with hold_lock(url, MAINTENANCE_LOCK, purpose="db init"):
         state = _read(url)
@@ -480,7 +489,8 @@ def init(settings: Settings, *, progress: Progress | None = None) -> UpgradeRepo
                                    hint=f"upgrade it with: trackops db upgrade --backend-store-uri {plan.database}")
         if plan.noop:
             return UpgradeReport(plan)
-        return _execute(url, plan, progress)
+        chain = available_chain()
+        return _execute(url, _plan(url, state, resolve_target(None, chain), chain, keep_newer=True), progress)
 
 
 @dataclasses.dataclass
@@ -517,7 +527,7 @@ def current(settings: Settings) -> CurrentReport:
                 state = read_state(conn)
         finally:
             engine.dispose()
-    chain_ids = _index(available_chain())
+    chain_ids = revisions.chain_ids()
     return CurrentReport(
         database=hide_password(url), exists=engine is not None, revision=state.current, head=releases.HEAD,
         at_head=revisions.at_or_beyond_default_head(state.current),
