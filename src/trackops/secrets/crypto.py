@@ -20,9 +20,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from trackops.errors import KeyFailureError, NotFoundError
 
 KEY_BYTES = 32
@@ -43,7 +40,12 @@ def new_key() -> bytes:
     return os.urandom(KEY_BYTES)
 
 
+# cryptography is imported by the functions that encrypt: its rust extension is ~6 MiB resident, and a
+# server without --auth or secrets imports this module (through the auth guard) but never encrypts.
+
 def encrypt(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     nonce = os.urandom(NONCE_BYTES)
     return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
 
@@ -51,6 +53,9 @@ def encrypt(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
 def decrypt(key: bytes, blob: bytes, aad: bytes) -> bytes:
     if len(blob) < NONCE_BYTES + 16:
         raise DecryptionError("ciphertext is truncated")
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     try:
         return AESGCM(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
     except InvalidTag:

@@ -20,6 +20,7 @@ describes (an outbox: no change commits without its event, no event without its 
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import logging
@@ -147,23 +148,32 @@ class SecretCipher:
     _lock = threading.Lock()
 
     def __init__(self, key: str | bytes | None = None):
-        from cryptography.fernet import Fernet
-
         configured = key or os.environ.get(KEY_ENV)
         self.ephemeral = not configured
-        key = configured or self._process_key(os.environ.get(SERVER_KEY_ENV))
+        self._key = configured or self._process_key(os.environ.get(SERVER_KEY_ENV))
+        # Fernet's own key check, made here so a bad key still fails at start-up; Fernet itself (and
+        # cryptography's ~6 MiB extension) is loaded only when a webhook secret is first used.
         try:
-            self._fernet = Fernet(key)
+            valid = len(base64.urlsafe_b64decode(self._key)) == 32
         except (ValueError, TypeError):
-            raise InvalidParameterValue(f"{KEY_ENV} is not a Fernet key (32 url-safe base64-encoded bytes)") from None
+            valid = False
+        if not valid:
+            raise InvalidParameterValue(f"{KEY_ENV} is not a Fernet key (32 url-safe base64-encoded bytes)")
+        self._fernet_built = None
+
+    @property
+    def _fernet(self):
+        if self._fernet_built is None:  # two threads may both build it: the same key, the same Fernet
+            from cryptography.fernet import Fernet
+
+            self._fernet_built = Fernet(self._key)
+        return self._fernet_built
 
     @classmethod
     def _process_key(cls, shared: str | None = None) -> bytes:
-        from cryptography.fernet import Fernet
-
         with cls._lock:
             if cls._ephemeral is None:
-                cls._ephemeral = shared.encode() if shared else Fernet.generate_key()
+                cls._ephemeral = shared.encode() if shared else new_fernet_key()
             return cls._ephemeral
 
     def encrypt(self, secret: str) -> str:
@@ -186,9 +196,12 @@ class SecretCipher:
 def share_process_key(environ) -> None:
     """Give the workers of one server the same key when ``MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY`` is unset."""
     if not environ.get(KEY_ENV) and not environ.get(SERVER_KEY_ENV):
-        from cryptography.fernet import Fernet
+        environ[SERVER_KEY_ENV] = new_fernet_key().decode()
 
-        environ[SERVER_KEY_ENV] = Fernet.generate_key().decode()
+
+def new_fernet_key() -> bytes:
+    """A new Fernet key: what ``Fernet.generate_key()`` returns, without importing cryptography."""
+    return base64.urlsafe_b64encode(os.urandom(32))
 
 
 def _now() -> int:
