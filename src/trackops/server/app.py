@@ -63,7 +63,7 @@ class ServerContext:
     static_prefix: str | None = None  # everything under this path, as mlflow server --static-prefix
     inline_handlers: bool = False  # run reads marked inline on the event loop (local SQLite only)
     in_flight: list = dataclasses.field(default_factory=lambda: [0])  # JSON requests being handled now
-    # SQLite: the one thread that runs this worker's database writes (see `_writer`), made on first use.
+    # SQLite: the thread that runs this worker's database writes (`SqliteWriter`), made on first use.
     writer: Any = None
 
 
@@ -85,15 +85,119 @@ def _handler_pool() -> concurrent.futures.ThreadPoolExecutor:
     return _pool
 
 
-def _writer(ctx: ServerContext) -> concurrent.futures.ThreadPoolExecutor:
-    """SQLite: one thread runs the worker's writes, in arrival order. SQLite admits one writer at a
-    time anyway; with the writes spread over the pool, each waited for the write lock in its own
+def _writer(ctx: ServerContext) -> SqliteWriter:
+    """SQLite: the one thread that runs the worker's writes, in arrival order. SQLite admits one
+    writer at a time anyway; with the writes spread over the pool, each waited for the write lock in its own
     thread, and every commit woke all of them to fight over it (and over the GIL)."""
     if ctx.writer is None:
         with _pool_lock:
             if ctx.writer is None:
-                ctx.writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="trackops-writer")
+                ctx.writer = SqliteWriter(ctx.engine, ctx.write_lock)
     return ctx.writer
+
+
+# The frequent small tracking writes, whose store calls write through the tracking store only:
+# those queued together on SQLite's writer thread are committed together.
+GROUP_COMMIT_ROUTES = frozenset({"/mlflow/runs/log-metric", "/mlflow/runs/log-batch",
+                                 "/mlflow/runs/log-parameter", "/mlflow/runs/set-tag"})
+MAX_GROUP = 64
+_STOP = object()
+
+
+class _Job:
+    __slots__ = ("call", "future", "grouped")
+
+    def __init__(self, call: Callable[[], Any], grouped: bool):
+        self.call, self.future, self.grouped = call, concurrent.futures.Future(), grouped
+
+    def run(self) -> None:
+        """Run the call and settle the future (already marked running)."""
+        try:
+            result = self.call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(result)
+
+
+class SqliteWriter(concurrent.futures.Executor):
+    """SQLite's writes of one worker on one thread, in arrival order, with group commit.
+
+    Each commit waits for the disk (the log's flush), and while one runs the next requests queue up.
+    A group-commit write (`GROUP_COMMIT_ROUTES`) that finds others of its kind waiting runs with
+    them, up to `MAX_GROUP`, in one transaction (`stores.sql.shared_transaction`): one commit and one
+    flush for all, each request answered only after it. If any of them fails, or the commit does,
+    the transaction is rolled back and each is run again alone, so the others still succeed and the
+    failing one gets its own error. Every other write runs alone, as it would on a one-thread pool.
+    The whole group holds the worker's write lock, which the webhook sender takes to write too.
+    """
+
+    def __init__(self, engine: Any, lock: Any):
+        import queue
+
+        self._engine, self._lock = engine, lock
+        self._queue: Any = queue.SimpleQueue()
+        self._empty = queue.Empty
+        self._thread = threading.Thread(target=self._loop, name="trackops-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        job = _Job(lambda: fn(*args, **kwargs), grouped=False)
+        self._queue.put(job)
+        return job.future
+
+    def submit_grouped(self, fn: Callable, /, *args: Any) -> concurrent.futures.Future:
+        """Queue fn(*args) (which must write only through the stores) as a group-commit write."""
+        job = _Job(lambda: fn(*args), grouped=True)
+        self._queue.put(job)
+        return job.future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._queue.put(_STOP)
+        if wait:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        carry = None
+        while True:
+            job, carry = (carry if carry is not None else self._queue.get()), None
+            if job is _STOP:
+                return
+            if not job.grouped:
+                if job.future.set_running_or_notify_cancel():
+                    job.run()
+                continue
+            group = [job]
+            while len(group) < MAX_GROUP:
+                try:
+                    waiting = self._queue.get_nowait()
+                except self._empty:
+                    break
+                if waiting is _STOP or not waiting.grouped:
+                    carry = waiting  # runs after the group, in its turn
+                    break
+                group.append(waiting)
+            self._commit_together([j for j in group if j.future.set_running_or_notify_cancel()])
+
+    def _commit_together(self, group: list[_Job]) -> None:
+        from trackops.stores.sql import shared_transaction
+
+        if len(group) == 1:
+            with self._lock:
+                group[0].run()
+            return
+        results = []
+        try:
+            with self._lock, shared_transaction(self._engine):
+                for job in group:
+                    results.append(job.call())
+        except BaseException:  # noqa: BLE001 - one failed, or the commit: nothing was kept
+            for job in group:
+                with self._lock:
+                    job.run()
+            return
+        for job, result in zip(group, results):
+            job.future.set_result(result)
 
 
 async def in_thread(pool: concurrent.futures.Executor, fn: Callable, *args: Any) -> Any:
@@ -222,7 +326,8 @@ def _endpoint(route: Route, ctx: ServerContext, template: str) -> Callable:
     metrics = ctx.metrics
     handler = route.handler
     writes = ctx.write_lock is not None and not route.raw and route.access not in (Access.READ, Access.PUBLIC)
-    if writes:
+    grouped = writes and route.path in GROUP_COMMIT_ROUTES  # the writer holds the lock for the group
+    if writes and not grouped:
         handler = _serialised(handler, ctx.write_lock)  # the lock still keeps out other writers (webhooks)
 
     if route.raw:
@@ -260,6 +365,9 @@ def _endpoint(route: Route, ctx: ServerContext, template: str) -> Callable:
                 await ctx.auth.authorize(user, route, params, request.path_params)
             if inline and flight[0] == 1:
                 result = handler(ctx, params, request.path_params)
+            elif grouped:
+                result = await asyncio.wrap_future(_writer(ctx).submit_grouped(
+                    contextvars.copy_context().run, handler, ctx, params, request.path_params))
             else:
                 result = await in_thread(_writer(ctx) if writes else _handler_pool(), handler, ctx, params,
                                          request.path_params)

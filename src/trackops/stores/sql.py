@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import operator
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -122,14 +123,42 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], update: S
         _run(conn, table, rows, f"ON CONFLICT ({keys}) DO UPDATE SET {sets}")
 
 
+_shared = threading.local()
+
+
+@contextlib.contextmanager
+def shared_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """One transaction on `engine` that every store write made on this thread meanwhile joins,
+    instead of opening and committing its own (group commit: several requests' writes, one commit).
+    It commits when the block ends and rolls back if it raises; a write that joined it is on disk
+    only after that commit, so its caller must not answer before."""
+    with engine.begin() as conn:
+        _shared.conn = conn
+        try:
+            yield conn
+        finally:
+            _shared.conn = None
+
+
+def joined_transaction(engine: sa.Engine) -> sa.Connection | None:
+    """The `shared_transaction` open on this thread for `engine`, if any."""
+    conn = getattr(_shared, "conn", None)
+    return conn if conn is not None and conn.engine is engine else None
+
+
 class TransactionScopes:
-    """A store's two ways into the database: `_write` (one transaction) and `_read`."""
+    """A store's two ways into the database: `_write` (one transaction, or the thread's
+    `shared_transaction`) and `_read`."""
 
     engine: sa.Engine
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sa.Connection]:
         try:
+            shared = joined_transaction(self.engine)
+            if shared is not None:
+                yield shared
+                return
             with self.engine.begin() as conn:
                 yield conn
         except sa.exc.DataError:

@@ -38,6 +38,7 @@ from trackops.entities import (
 from trackops.errors import InvalidParameterValue, ResourceAlreadyExists
 from trackops.stores import experiments, metrics, runs
 from trackops.stores.rows import load_experiments, load_runs
+from trackops.stores.sql import joined_transaction
 from trackops.stores.uris import resolve_uri_if_local
 from trackops.stores.validation import (
     SEARCH_MAX_RESULTS_DEFAULT,
@@ -69,7 +70,11 @@ class TrackingStore:
 
     def _write(self, fn: Callable[..., T], *args, **kwargs) -> T:
         """Run fn(conn, ...) in one transaction, retried a few times if the database picks it as a
-        deadlock victim (every store write is safe to re-run: the failed attempt was rolled back)."""
+        deadlock victim (every store write is safe to re-run: the failed attempt was rolled back).
+        Inside a `shared_transaction` of this thread, fn runs in it (group commit)."""
+        shared = joined_transaction(self.engine)
+        if shared is not None:
+            return fn(shared, *args, **kwargs)
         for attempt in range(DEADLOCK_RETRIES + 1):
             try:
                 with self.engine.begin() as conn:
