@@ -64,10 +64,13 @@ def _tags(items: list[Any], cls=RunTag, what: str = "tags") -> list:
 _PLAIN_FIELDS = frozenset({"key", "value", "timestamp", "step"})  # a metric with nothing else
 
 
-def _metric(item: Any, *, field: str = "metrics") -> Metric:
+_LOG_METRIC_FIELDS = _PLAIN_FIELDS | {"run_id", "run_uuid"}  # a plain log-metric request
+
+
+def _metric(item: Any, *, field: str = "metrics", plain: frozenset = _PLAIN_FIELDS) -> Metric:
     # Fast path for what the client sends (log-batch carries up to 1000 of these): plain JSON
-    # numbers and a string key, no other field. Anything else takes the checked path below.
-    if type(item) is dict and item.keys() <= _PLAIN_FIELDS:
+    # numbers and a string key, no field outside `plain`. Anything else takes the checked path below.
+    if type(item) is dict and item.keys() <= plain:
         key, value, timestamp, step = item.get("key"), item.get("value"), item.get("timestamp"), item.get("step", 0)
         if (type(key) is str and key and type(value) in (float, int) and type(timestamp) is int
                 and type(step) is int and INT64_MIN <= timestamp <= INT64_MAX and INT64_MIN <= step <= INT64_MAX
@@ -221,7 +224,7 @@ def restore_run(ctx, p: Params, _path) -> dict:
 
 @route("POST", "/mlflow/runs/log-metric", Access.EDIT, Resource.RUN)
 def log_metric(ctx, p: Params, _path) -> dict:
-    ctx.tracking.log_metric(_run_id(p), _metric(p._data, field="metric"))
+    ctx.tracking.log_metric(_run_id(p), _metric(p._data, field="metric", plain=_LOG_METRIC_FIELDS))
     return {}
 
 
