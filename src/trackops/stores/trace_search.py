@@ -174,13 +174,6 @@ def _where(experiment_ids: Sequence[Any], filter_string: str | None) -> tuple[li
     return [ti.c.experiment_id.in_(ids), *comparisons], bool(comparisons)
 
 
-def search_query(experiment_ids: Sequence[Any], filter_string: str | None, order_by: Sequence[str] | None,
-                 offset: int, limit: int) -> sa.Select:
-    """The ids (``request_id``) of one page of matching traces, in order."""
-    where, _ = _where(experiment_ids, filter_string)
-    return sa.select(s.trace_info.c.request_id).where(*where).order_by(*_order(order_by)).offset(offset).limit(limit)
-
-
 def _by_time(order_by: Sequence[str] | None) -> bool | None:
     """Whether the order is the timestamp then the id (MLflow's default, or ``timestamp_ms`` alone):
     True ascending, False descending, None for any other order."""
@@ -197,7 +190,7 @@ def _time_window_ids(conn: sa.Connection, where: list[sa.ColumnElement], ascendi
     """The ids of the page at `offset` in timestamp-then-id order, without sorting the skipped traces.
 
     Ordered by the timestamp index alone, SQLite skips a trace with one index step; the id that breaks
-    ties makes it read and sort every skipped trace (three quarters of a deep page's time). So: the
+    ties makes it read and sort every skipped trace (at offset 3,000 of 6,000: 4.5 ms, not 0.3). So: the
     page's timestamps come from the index alone (the timestamp at each position does not depend on
     how ties are broken), the traces before the first of them are counted on the index, and only the
     traces within the page's timestamps are sorted by id, skipping those of the first timestamp that
@@ -212,8 +205,9 @@ def _time_window_ids(conn: sa.Connection, where: list[sa.ColumnElement], ascendi
     ahead = conn.execute(sa.select(sa.func.count()).select_from(ti).where(
         *where, ts < first if ascending else ts > first)).scalar_one()
     window = ts.between(min(first, last), max(first, last))
+    # (a trace written between these statements can make `ahead` pass the offset: never below 0)
     return conn.execute(sa.select(ti.c.request_id).where(*where, window).order_by(direction, ti.c.request_id.asc())
-                        .offset(offset - ahead).limit(limit)).scalars().all()
+                        .offset(max(offset - ahead, 0)).limit(limit)).scalars().all()
 
 
 def search_traces(store, experiment_ids: Sequence[Any], *, filter_string: str | None = None,
