@@ -18,13 +18,16 @@ import collections
 import contextlib
 import operator
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from trackops.db.engine import reading_engine
 from trackops.errors import InvalidParameterValue
+
+T = TypeVar("T")
 
 _PG_ARRAY_TYPES = ((sa.Boolean, "bool"), (sa.BigInteger, "int8"), (sa.Integer, "int4"), (sa.Float, "float8"),
                    (sa.String, "text"), (sa.Text, "text"))
@@ -123,6 +126,34 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], update: S
         _run(conn, table, rows, f"ON CONFLICT ({keys}) DO UPDATE SET {sets}")
 
 
+DEADLOCK_RETRIES = 3
+_DEADLOCK_CODES = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
+_MYSQL_DEADLOCK = 1213
+
+
+def is_deadlock(exc: sa.exc.DBAPIError) -> bool:
+    """True when the database chose this transaction as a deadlock (or serialization) victim."""
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _DEADLOCK_CODES:
+        return True
+    args = getattr(orig, "args", ())
+    return bool(args) and args[0] == _MYSQL_DEADLOCK
+
+
+def retry_deadlocks(attempt_once: Callable[[], T]) -> T:
+    """attempt_once() (one whole transaction), run again a few times if the database picks it as a
+    deadlock victim: the failed attempt was rolled back, so a store write is safe to re-run. InnoDB
+    deadlocks even on concurrent inserts of different new keys (gap locks), and expects the retry."""
+    for attempt in range(DEADLOCK_RETRIES + 1):
+        try:
+            return attempt_once()
+        except sa.exc.DBAPIError as exc:
+            if attempt == DEADLOCK_RETRIES or not is_deadlock(exc):
+                raise
+            time.sleep(0.02 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 _shared = threading.local()
 
 
@@ -164,6 +195,19 @@ class TransactionScopes:
         except sa.exc.DataError:
             # PostgreSQL and MySQL refuse values longer than their column; say so without the SQL.
             raise InvalidParameterValue("A value is longer than the database column that stores it allows.") from None
+
+    def _transact(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(conn, *args) in one `_write` transaction, re-run if it loses a deadlock (inside a
+        thread's shared transaction it simply joins it: the group's owner retries)."""
+        if joined_transaction(self.engine) is not None:
+            with self._write() as conn:
+                return fn(conn, *args)
+
+        def once() -> T:
+            with self._write() as conn:
+                return fn(conn, *args)
+
+        return retry_deadlocks(once)
 
     _reader: sa.Engine | None = None
 

@@ -299,7 +299,8 @@ class TraceStore(TransactionScopes):
         for key in PROMOTED:
             metadata.pop(key, None)
         metadata[INFO_FINALIZED] = "true"
-        with self._write() as conn:
+
+        def write(conn: sa.Connection) -> dict[str, Any]:
             exp = self._experiment(conn, info["experiment_id"])
             if exp.lifecycle_stage != "active":
                 raise InvalidState(f"The experiment {exp.experiment_id} must be in the 'active' state. "
@@ -337,6 +338,9 @@ class TraceStore(TransactionScopes):
                 upsert(conn, s.assessments, rows, [c for c in rows[0] if c != "assessment_id"])
             return self._infos(conn, [trace_id])[0]
 
+        # InnoDB may pick one of two concurrent exports as a deadlock victim: it is run again.
+        return self._transact(write)
+
     def log_spans(self, experiment_id: Any, spans: Sequence[OtlpSpan]) -> list[str]:
         """Store OTLP spans (creating their traces when `start_trace` has not come yet); returns the
         ids of the traces whose root span arrived."""
@@ -346,7 +350,8 @@ class TraceStore(TransactionScopes):
         for span in spans:
             by_trace["tr-" + span.trace_id.hex()].append(span)
         ti = s.trace_info
-        with self._write() as conn:
+
+        def write(conn: sa.Connection) -> list[str]:
             # Lock the traces' rows before their spans, in id order: start_trace takes them in the same
             # order (trace_info, then spans), so concurrent writers of one trace wait instead of deadlocking.
             ids = sorted(by_trace)
@@ -379,6 +384,9 @@ class TraceStore(TransactionScopes):
                 if any(sp.parent_span_id is None for sp in group):
                     completed.append(trace_id)
             return completed
+
+        # Concurrent exports of new traces can deadlock on InnoDB's gap locks: the loser is run again.
+        return self._transact(write)
 
     def _update_from_spans(self, conn: sa.Connection, row: Any, group: list[OtlpSpan], finalized: bool) -> None:
         ti = s.trace_info

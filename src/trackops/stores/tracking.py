@@ -14,7 +14,6 @@ Search paging tokens and metric-history tokens are MLflow-shaped: base64 of ``{"
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
@@ -38,7 +37,7 @@ from trackops.entities import (
 from trackops.errors import InvalidParameterValue, ResourceAlreadyExists
 from trackops.stores import experiments, metrics, runs
 from trackops.stores.rows import load_experiments, load_runs
-from trackops.stores.sql import joined_transaction
+from trackops.stores.sql import joined_transaction, retry_deadlocks
 from trackops.stores.uris import resolve_uri_if_local
 from trackops.stores.validation import (
     SEARCH_MAX_RESULTS_DEFAULT,
@@ -47,17 +46,6 @@ from trackops.stores.validation import (
 )
 
 T = TypeVar("T")
-DEADLOCK_RETRIES = 3
-_DEADLOCK_CODES = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
-_MYSQL_DEADLOCK = 1213
-
-
-def _is_deadlock(exc: sa.exc.DBAPIError) -> bool:
-    orig = exc.orig
-    if getattr(orig, "sqlstate", None) in _DEADLOCK_CODES:
-        return True
-    args = getattr(orig, "args", ())
-    return bool(args) and args[0] == _MYSQL_DEADLOCK
 
 
 class TrackingStore:
@@ -70,20 +58,17 @@ class TrackingStore:
 
     def _write(self, fn: Callable[..., T], *args, **kwargs) -> T:
         """Run fn(conn, ...) in one transaction, retried a few times if the database picks it as a
-        deadlock victim (every store write is safe to re-run: the failed attempt was rolled back).
-        Inside a `shared_transaction` of this thread, fn runs in it (group commit)."""
+        deadlock victim (`stores.sql.retry_deadlocks`). Inside a `shared_transaction` of this thread,
+        fn runs in it (group commit)."""
         shared = joined_transaction(self.engine)
         if shared is not None:
             return fn(shared, *args, **kwargs)
-        for attempt in range(DEADLOCK_RETRIES + 1):
-            try:
-                with self.engine.begin() as conn:
-                    return fn(conn, *args, **kwargs)
-            except sa.exc.DBAPIError as exc:
-                if attempt == DEADLOCK_RETRIES or not _is_deadlock(exc):
-                    raise
-                time.sleep(0.02 * (attempt + 1))
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def once() -> T:
+            with self.engine.begin() as conn:
+                return fn(conn, *args, **kwargs)
+
+        return retry_deadlocks(once)
 
     _reader: sa.Engine | None = None
 
