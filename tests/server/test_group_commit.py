@@ -16,9 +16,9 @@ from trackops.stores.tracking import TrackingStore
 
 
 @pytest.fixture
-def store(sqlite_head_url):
+def store(sqlite_head_url, tmp_path):
     engine = create_engine(sqlite_head_url)
-    st = TrackingStore(engine, default_artifact_root="/tmp/unused")
+    st = TrackingStore(engine, default_artifact_root=str(tmp_path / "mlartifacts"))
     st.ensure_default_experiment()
     yield st
     engine.dispose()
