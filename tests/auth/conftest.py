@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from trackops.auth import passwords
@@ -42,3 +46,26 @@ def engine(auth_url):
     e = create_engine(auth_url)
     yield e
     e.dispose()
+
+
+@contextlib.contextmanager
+def live_auth_server(backend: str, work: Path, admin: tuple[str, str], *args: str) -> Iterator[tuple[object, str]]:
+    """A real `trackops serve --auth` (with `args`) whose administrator is `admin`, on a fresh SQLite
+    file or PostgreSQL database; yields (the server process, its database URI), and drops it after."""
+    from tests.compat.server import ServerProcess
+    from tests.conftest import POSTGRES_ADMIN_URL, _check_server, create_server_database, drop_server_database
+
+    if backend == "sqlite":
+        db, drop = f"sqlite:///{work / 'mlflow.db'}", None
+    else:
+        _check_server("PostgreSQL", POSTGRES_ADMIN_URL)
+        db = drop = create_server_database(POSTGRES_ADMIN_URL)
+    env = {"TRACKOPS_ADMIN_USERNAME": admin[0], "TRACKOPS_ADMIN_PASSWORD": admin[1]}
+    proc = ServerProcess(["--auth", *args, "--backend-store-uri", db, "--artifacts-destination", str(work / "art")],
+                         work, env=env)
+    try:
+        yield proc, db
+    finally:
+        proc.stop()
+        if drop:
+            drop_server_database(POSTGRES_ADMIN_URL, drop)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.auth.conftest import live_auth_server
 from tests.auth.test_server_auth import ADMIN, API, READER, WRITER, make_client
-from tests.compat.server import MlflowServerProcess, ServerProcess
-from tests.conftest import POSTGRES_ADMIN_URL, _check_server, create_server_database, drop_server_database
+from tests.compat.server import MlflowServerProcess
 from trackops.auth.users import AuthStore
 from trackops.db.engine import create_engine
 
@@ -298,33 +298,23 @@ def live(request, tmp_path_factory):
     client-logged trace each; default READ."""
     pytest.importorskip("mlflow")
     work = tmp_path_factory.mktemp(f"trace-auth-{request.param}")
-    if request.param == "sqlite":
-        db, drop = f"sqlite:///{work / 'mlflow.db'}", None
-    else:
-        _check_server("PostgreSQL", POSTGRES_ADMIN_URL)
-        db = drop = create_server_database(POSTGRES_ADMIN_URL)
-    env = {"TRACKOPS_ADMIN_USERNAME": LIVE_ADMIN[0], "TRACKOPS_ADMIN_PASSWORD": LIVE_ADMIN[1]}
-    proc = ServerProcess(["--auth", "--backend-store-uri", db, "--artifacts-destination", str(work / "art")],
-                         work, env=env)
-    engine = create_engine(db)
-    try:
-        store = AuthStore(engine)
-        for name, password in (LIVE_READER, LIVE_EDITOR):
-            store.create_user(name, password)
-        with as_user(proc.url, LIVE_ADMIN) as admin:
-            ids = {name: {"exp": admin.create_experiment(f"{name}-{request.param}")} for name in ("open", "closed")}
-        for name in ids:
-            ids[name]["trace"] = log_trace(proc.url, LIVE_ADMIN, ids[name]["exp"])
-        store.grant("editor", "experiment", ids["open"]["exp"], "EDIT")
-        for user in ("reader", "editor"):
-            store.grant(user, "experiment", ids["closed"]["exp"], "NO_PERMISSIONS")
-        proc.ids = ids
-        yield proc
-    finally:
-        engine.dispose()
-        proc.stop()
-        if drop:
-            drop_server_database(POSTGRES_ADMIN_URL, drop)
+    with live_auth_server(request.param, work, LIVE_ADMIN) as (proc, db):
+        engine = create_engine(db)
+        try:
+            store = AuthStore(engine)
+            for name, password in (LIVE_READER, LIVE_EDITOR):
+                store.create_user(name, password)
+            with as_user(proc.url, LIVE_ADMIN) as admin:
+                ids = {name: {"exp": admin.create_experiment(f"{name}-{request.param}")} for name in ("open", "closed")}
+            for name in ids:
+                ids[name]["trace"] = log_trace(proc.url, LIVE_ADMIN, ids[name]["exp"])
+            store.grant("editor", "experiment", ids["open"]["exp"], "EDIT")
+            for user in ("reader", "editor"):
+                store.grant(user, "experiment", ids["closed"]["exp"], "NO_PERMISSIONS")
+            proc.ids = ids
+            yield proc
+        finally:
+            engine.dispose()
 
 
 def refused(err) -> bool:

@@ -14,9 +14,8 @@ import uuid
 
 import pytest
 
+from tests.auth.conftest import live_auth_server
 from tests.auth.test_trace_permissions import http
-from tests.compat.server import ServerProcess
-from tests.conftest import POSTGRES_ADMIN_URL, _check_server, create_server_database, drop_server_database
 
 ADMIN = ("root", "admin-password-1")
 ALICE = ("alice", "alice-password-1")
@@ -59,21 +58,9 @@ def setup_world(url: str) -> dict:
 def live(request, tmp_path_factory):
     pytest.importorskip("mlflow.server.auth")
     work = tmp_path_factory.mktemp(f"user-perms-{request.param}")
-    if request.param == "sqlite":
-        db, drop = f"sqlite:///{work / 'mlflow.db'}", None
-    else:
-        _check_server("PostgreSQL", POSTGRES_ADMIN_URL)
-        db = drop = create_server_database(POSTGRES_ADMIN_URL)
-    env = {"TRACKOPS_ADMIN_USERNAME": ADMIN[0], "TRACKOPS_ADMIN_PASSWORD": ADMIN[1]}
-    proc = ServerProcess(["--auth", "--default-permission", "NO_PERMISSIONS", "--backend-store-uri", db,
-                          "--artifacts-destination", str(work / "art")], work, env=env)
-    try:
+    with live_auth_server(request.param, work, ADMIN, "--default-permission", "NO_PERMISSIONS") as (proc, _db):
         proc.ids = setup_world(proc.url)
         yield proc
-    finally:
-        proc.stop()
-        if drop:
-            drop_server_database(POSTGRES_ADMIN_URL, drop)
 
 
 def refused(call) -> tuple[int, str]:
