@@ -4,8 +4,8 @@ Both servers run at the same time with their default worker settings, each on it
 (or with --database postgresql its own PostgreSQL database). Every trace travels as the `mlflow`
 3.17.2 client sends it: its 20 spans as one OTLP protobuf ``POST /v1/traces`` (experiment id in the
 ``x-mlflow-experiment-id`` header), then its TraceInfo as ``POST /api/3.0/mlflow/traces``. The
-payloads are built before the clock starts (with random ids, tags ``team`` = one of 10 values and
-the client's metadata), and sent by 4 client threads on reused connections, as a traced application
+payloads are built before the clock starts (with random ids, start times 1 ms apart, tags ``team`` =
+one of 10 values and the client's metadata), and sent by 4 client threads on reused connections, as a traced application
 with async export does. Then, timed:
 
   log        traces logged per second (OTLP spans + TraceInfo), both servers in turn
@@ -53,7 +53,9 @@ def build_trace(experiment_id: str, spans: int, i: int) -> tuple[bytes, dict]:
     """(OTLP protobuf body, StartTraceV3 body) of one trace, shaped as the mlflow client's."""
     trace_bytes = random.randbytes(16)
     trace_id = "tr-" + trace_bytes.hex()
-    start_ns = time.time_ns() - 10_000_000
+    # Trace i starts 1 ms after trace i-1 (all payloads are built at once, before the clock starts),
+    # so that traces have distinct start times, as an application's traces do.
+    start_ns = time.time_ns() - 3_600_000_000_000 + i * 1_000_000
     request = ExportTraceServiceRequest()
     scope = request.resource_spans.add().scope_spans.add()
     root_id = random.randbytes(8)
@@ -74,7 +76,9 @@ def build_trace(experiment_id: str, spans: int, i: int) -> tuple[bytes, dict]:
     info = {"trace": {"trace_info": {
         "trace_id": trace_id,
         "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": experiment_id}},
-        "request_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start_ns // 10**9)) + ".000Z",
+        # milliseconds included, as the client sends the trace's start time
+        "request_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start_ns // 10**9))
+        + f".{start_ns // 1_000_000 % 1000:03d}Z",
         "execution_duration": "0.010s", "state": "OK",
         "trace_metadata": {"mlflow.trace_schema.version": "3", "mlflow.user": "bench", "mlflow.source.type": "LOCAL",
                            "mlflow.trace.sizeStats": json.dumps({"num_spans": spans})},
