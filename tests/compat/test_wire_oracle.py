@@ -214,3 +214,24 @@ def test_trackops_refuses_non_strings_where_mlflow_requires_strings(mlflow_serve
             mismatches.append(f"{label}: mlflow {status_m} {code_m} != trackops {status_t} {code_t}"
                               f"\n  mlflow   {str(body_m)[:300]}\n  trackops {str(body_t)[:300]}")
     assert not mismatches, "\n".join(mismatches)
+
+
+DOWNLOADS = ("a.txt", "b.json", "c.js", "d.html", "e.yaml", "MLmodel", "f.png", "g.bin", "h.ipynb", "i.csv",
+             "j.svg", "k.xml", "l.py", "noext")
+
+
+def _download_types(base: str) -> dict[str, tuple[int, str | None, str | None]]:
+    """(status, Content-Type, X-Content-Type-Options) of a proxied download of each file in DOWNLOADS."""
+    art = base + "/api/2.0/mlflow-artifacts/artifacts/0/types"
+    found = {}
+    for name in DOWNLOADS:
+        requests.put(f"{art}/{name}", data=b"<b>x</b>", timeout=30).raise_for_status()
+        r = requests.get(f"{art}/{name}", timeout=30)
+        found[name] = (r.status_code, r.headers.get("content-type"), r.headers.get("x-content-type-options"))
+    return found
+
+
+def test_proxied_downloads_get_mlflows_content_types(mlflow_server, trackops_server):
+    # MLflow serves text formats (JSON, JavaScript, YAML, notebooks, ...) as text/plain, so that a
+    # browser opening an artifact link never runs or renders it as the type it claims
+    assert _download_types(trackops_server) == _download_types(mlflow_server)

@@ -161,15 +161,30 @@ async def download_artifact(ctx, request: Request) -> Response:
     return await _stream_file(repo, path)
 
 
+# Served as text/plain whatever their own type, as mlflow server serves them: a browser that opens an
+# artifact link then shows a script, page fragment or notebook as text instead of running or rendering
+# it. (The extension, or the whole name when it has none: MLmodel, MLproject.)
+_PLAIN_TEXT = frozenset({
+    "txt", "log", "err", "cfg", "conf", "cnf", "cf", "ini", "properties", "prop", "hocon", "toml", "yaml", "yml",
+    "xml", "json", "js", "py", "py3", "csv", "tsv", "md", "rst", "ipynb", "MLmodel", "MLproject"})
+
+
+def download_media_type(path: str) -> str:
+    """The Content-Type of a downloaded artifact, as mlflow server chooses it (no charset parameter)."""
+    name = posixpath.basename(path)
+    extension = posixpath.splitext(name)[1].replace(".", "") or name
+    if extension in _PLAIN_TEXT:
+        return "text/plain"
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
 async def _stream_file(repo, path: str, asked: str | None = None) -> Response:
     with client_facing(asked if asked is not None else path, "read"):
         reader = await anyio.to_thread.run_sync(repo.open, path)
-    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    if media_type.startswith("text/"):
-        media_type += "; charset=utf-8"
-    headers = {"Content-Length": str(reader.size),
+    # the type as a header, so that Starlette adds no charset to a text type (mlflow server adds none)
+    headers = {"Content-Type": download_media_type(path), "Content-Length": str(reader.size),
                "Content-Disposition": f'attachment; filename="{posixpath.basename(path)}"'}
-    return StreamingResponse(iter(reader), media_type=media_type, headers=headers,
+    return StreamingResponse(iter(reader), headers=headers,
                              background=BackgroundTask(reader.close))
 
 
