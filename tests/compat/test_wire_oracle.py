@@ -93,6 +93,9 @@ def conversation(base: str) -> list[tuple[str, int, object]]:
     mid = model["model"]["info"]["model_id"]
     call("finalize logged model", "PATCH", f"/logged-models/{mid}", json={"model_id": mid,
                                                                           "status": "LOGGED_MODEL_READY"})
+    call("log a model metric", "POST", "/runs/log-batch", json={"run_id": rid, "metrics": [
+        {"key": "acc", "value": 0.9, "timestamp": 5, "step": 1, "model_id": mid}]})
+    call("get logged model", "GET", f"/logged-models/{mid}")
     call("search logged models", "POST", "/logged-models/search", json={"experiment_ids": [eid]})
     call("create registered model", "POST", "/registered-models/create", json={"name": "rm"})
     call("create version 1", "POST", "/model-versions/create", json={"name": "rm", "source": f"models:/{mid}",

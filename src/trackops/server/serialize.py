@@ -159,7 +159,8 @@ def logged_model(m: LoggedModel) -> dict[str, Any]:
     _put_list(info, "tags", key_values(m.tags))
     data: dict[str, Any] = {}
     _put_list(data, "params", key_values(m.params))
-    _put_list(data, "metrics", [metric(x) for x in m.metrics])
+    # each with the run that logged it, as MLflow writes a logged model's metrics
+    _put_list(data, "metrics", [metric(x, with_run_id=True) for x in m.metrics])
     return {"info": info, "data": data}
 
 
