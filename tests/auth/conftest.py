@@ -69,3 +69,14 @@ def live_auth_server(backend: str, work: Path, admin: tuple[str, str], *args: st
         proc.stop()
         if drop:
             drop_server_database(POSTGRES_ADMIN_URL, drop)
+
+
+def restore_environ(saved: dict[str, str | None]) -> None:
+    """Put back environment variables saved as {name: value, or None when it was unset}."""
+    import os
+
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.auth.conftest import live_auth_server
+from tests.auth.conftest import live_auth_server, restore_environ
 from tests.auth.test_server_auth import ADMIN, API, READER, WRITER, make_client
 from tests.compat.server import MlflowServerProcess
 from trackops.auth.users import AuthStore
@@ -260,11 +260,7 @@ class as_user:
     def __exit__(self, *exc):
         import mlflow
 
-        for key, value in self.saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        restore_environ(self.saved)
         mlflow.tracing.reset()
 
 

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from tests.auth.conftest import live_auth_server
+from tests.auth.conftest import live_auth_server, restore_environ
 from tests.auth.test_trace_permissions import http
 
 ADMIN = ("root", "admin-password-1")
@@ -35,11 +35,7 @@ class As:
         return self
 
     def __exit__(self, *exc):
-        for key, value in self.saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        restore_environ(self.saved)
 
 
 def setup_world(url: str) -> dict:
