@@ -321,6 +321,24 @@ class AuthStore:
                 out.extend(Grant(r[0], kind, str(r[1]), r[2]) for r in conn.execute(query))
         return out
 
+    def held_permission(self, user_id: int, kind: str, key) -> Permission | None:
+        """`permission` read on a connection of its own."""
+        with self.engine.connect() as conn:
+            return self.permission(conn, user_id, kind, key)
+
+    def prompt_models(self, names: list[str]) -> set[str]:
+        """Those of the registered models `names` that are prompts (tagged mlflow.prompt.is_prompt = true)."""
+        from trackops.db import schema
+        from trackops.stores.registry import IS_PROMPT_TAG
+
+        tags, found = schema.registered_model_tags, set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(names), 500):
+                found.update(conn.execute(sa.select(tags.c.name).where(
+                    tags.c.key == IS_PROMPT_TAG, sa.func.lower(tags.c.value) == "true",
+                    tags.c.name.in_(names[start:start + 500]))).scalars())
+        return found
+
     def permission(self, conn: sa.Connection, user_id: int, kind: str, key) -> Permission | None:
         """The explicit grant, or None when the user has none on that resource."""
         table, col = (EP, EP.c.experiment_id) if kind == EXPERIMENT else (RMP, RMP.c.name)

@@ -13,13 +13,10 @@ handlers, ``sqlalchemy_store.grant_user_resource_permission``), so a client sees
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
+from trackops.auth import grants
 from trackops.auth.guard import PermissionDenied
-from trackops.auth.permissions import GRANTABLE, Permission, can_use
-from trackops.auth.requested import is_ascii_id
+from trackops.auth.permissions import Permission, can_use
 from trackops.auth.users import EXPERIMENT, REGISTERED_MODEL, AuthStore, User
-from trackops.db import schema
 from trackops.errors import InvalidParameterValue, NotFoundError, ResourceAlreadyExists, ResourceDoesNotExist
 from trackops.server.auth import current_user
 from trackops.server.protocol import Params, missing_message
@@ -167,19 +164,6 @@ def delete_registered_model_permission(ctx, p: Params, _path) -> dict:
 # --- MLflow 3.17's per-user permission API ---------------------------------------------------------
 
 V3 = ("3.0",)
-# MLflow's resource types (permissions.TYPE) and whether a grant may name one resource or only "*".
-_WILDCARD_ONLY = {"run", "trace", "assessment", "logged_model", "review_queue", "registered_model_version",
-                  "prompt_version", "scorer_version", "mcp_server_version", "workspace"}
-_VALID_TYPES = tuple(sorted(_WILDCARD_ONLY | {"experiment", "registered_model", "prompt", "scorer", "gateway_secret",
-                                              "gateway_endpoint", "gateway_model_definition", "mcp_server"}))
-# What trackops stores: a prompt is a registered model (tagged mlflow.prompt.is_prompt), so its
-# grants are the registered model's.
-_KIND = {"experiment": EXPERIMENT, "registered_model": REGISTERED_MODEL, "prompt": REGISTERED_MODEL}
-# The types MLflow's get / non-admin check resolves (its _RESOURCE_WORKSPACE_FETCHER) that trackops
-# stores; MLflow resolves no "prompt" there, so get and a non-admin grant on one are a 400 in MLflow too.
-_RESOLVED = {"experiment": EXPERIMENT, "registered_model": REGISTERED_MODEL}
-_MLFLOW_PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS", "DENY")
-IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
 
 
 def _param(p: Params, name: str) -> str:
@@ -202,37 +186,12 @@ def _mlflow_user(ctx, username: str) -> User:
         raise ResourceDoesNotExist(f"User with username={username} not found") from None
 
 
-def _check_type(resource_type: str) -> None:
-    if resource_type == "workspace":
-        raise InvalidParameterValue(
-            "resource_type 'workspace' is not supported by the per-user permission convenience APIs. "
-            "Use set_workspace_permission / delete_workspace_permission for workspace-wide grants.")
-    if resource_type not in _VALID_TYPES:
-        raise InvalidParameterValue(f"Invalid resource type '{resource_type}'. "
-                                    f"Valid resource types are: {_VALID_TYPES}")
-
-
-def _unsupported(resource_type: str) -> InvalidParameterValue:
-    return InvalidParameterValue(f"resource_type '{resource_type}' is not supported by the per-user "
-                                 "permission convenience APIs.")
-
-
-def _resolved_kind(resource_type: str) -> str:
-    _check_type(resource_type)
-    kind = _RESOLVED.get(resource_type)
-    if kind is None:
-        raise _unsupported(resource_type)
-    return kind
-
-
 def _stored(ctx, user: User, kind: str, resource_id: str) -> Permission:
     """`user`'s permission on the resource as MLflow's get resolves it: the grant, else the server's
-    default (an administrator's flag does not enter, and an experiment id that is not a number holds
-    no grant). Not the guard's cache: the answer must reflect a grant made a moment ago elsewhere."""
-    if resource_id != "*" and not (kind == EXPERIMENT and not is_ascii_id(resource_id)):
-        key = int(resource_id) if kind == EXPERIMENT else resource_id
-        with ctx.engine.connect() as conn:
-            held = _store(ctx).permission(conn, user.id, kind, key)
+    default (an administrator's flag does not enter). Not the guard's cache: the answer must reflect
+    a grant made a moment ago elsewhere."""
+    if not grants.holds_no_grant(kind, resource_id):
+        held = _store(ctx).held_permission(user.id, kind, int(resource_id) if kind == EXPERIMENT else resource_id)
         if held is not None:
             return held
     return ctx.auth.guard.default
@@ -245,36 +204,13 @@ def _require_manage(ctx, p: Params) -> None:
         return
     resource_type, resource_id = _param(p, "resource_type"), _param(p, "resource_id")
     if resource_id == "*":
-        _check_type(resource_type)
+        grants.check_type(resource_type)
         raise PermissionDenied(f"Permission denied: only administrators may grant on every {resource_type} "
                                f"(user '{caller.username}').")
-    kind = _resolved_kind(resource_type)
+    kind = grants.resolved_kind(resource_type)
     if not _stored(ctx, caller, kind, resource_id).allows(Permission.MANAGE):
         raise PermissionDenied(f"Permission denied: user '{caller.username}' needs MANAGE on "
                                f"{resource_type.replace('_', ' ')} {resource_id}.")
-
-
-def _grant_target(resource_type: str, resource_id: str, permission: str) -> tuple[str, Permission]:
-    """MLflow's checks of a new grant (store.grant_user_resource_permission), in its order, then what
-    trackops can store."""
-    _check_type(resource_type)
-    if resource_id != "*" and resource_type in _WILDCARD_ONLY:
-        raise InvalidParameterValue(f"Invalid resource_pattern '{resource_id}' for resource_type='{resource_type}'. "
-                                    "This resource type supports only wildcard ('*') grants.")
-    if permission not in _MLFLOW_PERMISSIONS:
-        raise InvalidParameterValue(f"Invalid permission '{permission}'. Valid permissions are: {_MLFLOW_PERMISSIONS}")
-    if permission not in GRANTABLE:
-        raise InvalidParameterValue(f"Invalid permission '{permission}' for resource_type='{resource_type}'. "
-                                    f"Resource-level grants accept only: {tuple(sorted(GRANTABLE))}.")
-    kind = _KIND.get(resource_type)
-    if kind is None:
-        raise _unsupported(resource_type)
-    if resource_id == "*":
-        raise InvalidParameterValue(f"Wildcard ('*') grants are not supported: trackops grants a permission "
-                                    f"on one {resource_type.replace('_', ' ')} at a time.")
-    if kind == EXPERIMENT and not is_ascii_id(resource_id):
-        raise InvalidParameterValue(f"Invalid experiment ID: '{resource_id}'")
-    return kind, GRANTABLE[permission]
 
 
 @route("POST", "/mlflow/users/permissions/grant", Access.USER, versions=V3)
@@ -283,7 +219,7 @@ def grant_user_permission(ctx, p: Params, _path) -> dict:
     username, resource_type = _param(p, "username"), _param(p, "resource_type")
     resource_id, permission = _param(p, "resource_id"), _param(p, "permission")
     _mlflow_user(ctx, username)
-    kind, perm = _grant_target(resource_type, resource_id, permission)
+    kind, perm = grants.grant_target(resource_type, resource_id, permission)
     try:
         _store(ctx).add_grant(username, kind, resource_id, perm)
     except ResourceAlreadyExists:
@@ -300,12 +236,12 @@ def revoke_user_permission(ctx, p: Params, _path) -> dict:
     _require_manage(ctx, p)
     username, resource_type, resource_id = _param(p, "username"), _param(p, "resource_type"), _param(p, "resource_id")
     _mlflow_user(ctx, username)
-    _check_type(resource_type)
+    grants.check_type(resource_type)
     not_found = ResourceDoesNotExist(f"Permission for user={username} on resource_type={resource_type}, "
                                      f"resource_id={resource_id} not found.")
-    kind = _KIND.get(resource_type)
+    kind = grants.STORED_KIND.get(resource_type)
     # A type or id trackops cannot store holds no grant: "not found", as MLflow answers an absent row.
-    if kind is None or resource_id == "*" or (kind == EXPERIMENT and not is_ascii_id(resource_id)):
+    if kind is None or grants.holds_no_grant(kind, resource_id):
         raise not_found
     try:
         _store(ctx).revoke(username, kind, resource_id)
@@ -320,17 +256,17 @@ def get_user_permission(ctx, p: Params, _path) -> dict:
     caller = _caller()
     if not caller.is_admin:  # MLflow's validate_can_get_user_permission: an administrator or oneself
         if _param(p, "resource_type") == "workspace":
-            _check_type("workspace")
+            grants.check_type("workspace")
         if _param(p, "username") != caller.username:
             raise PermissionDenied(f"Permission denied: user '{caller.username}' may ask only about "
                                    "their own permissions.")
     username, resource_type, resource_id = _param(p, "username"), _param(p, "resource_type"), _param(p, "resource_id")
     user = _mlflow_user(ctx, username)
     if resource_id == "*":
-        _check_type(resource_type)
+        grants.check_type(resource_type)
         permission = ctx.auth.guard.default  # no wildcard grants exist: the default decides
     else:
-        permission = _stored(ctx, user, _resolved_kind(resource_type), resource_id)
+        permission = _stored(ctx, user, grants.resolved_kind(resource_type), resource_id)
     return {"allowed": can_use(permission), "permission": permission.name}
 
 
@@ -338,16 +274,8 @@ def _permission_rows(ctx, user: User) -> list[dict]:
     """The user's grants as MLflow's ``users/permissions/list`` rows. MLflow keeps a user's direct
     grants in a role of their own, ``__user_<id>__``, in the ``default`` workspace; trackops has no
     role rows (``role_id`` is 0). A registered model tagged as a prompt is listed as a ``prompt``."""
-    grants = _store(ctx).list_grants(user.username)
-    models = [g.resource for g in grants if g.kind == REGISTERED_MODEL]
-    prompts: set[str] = set()
-    if models:
-        tags = schema.registered_model_tags
-        with ctx.engine.connect() as conn:
-            for start in range(0, len(models), 500):
-                prompts.update(conn.execute(sa.select(tags.c.name).where(
-                    tags.c.key == IS_PROMPT_TAG, sa.func.lower(tags.c.value) == "true",
-                    tags.c.name.in_(models[start:start + 500]))).scalars())
+    held = _store(ctx).list_grants(user.username)
+    prompts = _store(ctx).prompt_models([g.resource for g in held if g.kind == REGISTERED_MODEL])
 
     def resource_type(g) -> str:
         if g.kind == EXPERIMENT:
@@ -355,7 +283,7 @@ def _permission_rows(ctx, user: User) -> list[dict]:
         return "prompt" if g.resource in prompts else "registered_model"
     return [{"role_id": 0, "role_name": f"__user_{user.id}__", "workspace": "default",
              "resource_type": resource_type(g), "resource_pattern": g.resource, "permission": g.permission}
-            for g in grants]
+            for g in held]
 
 
 @route("GET", "/mlflow/users/current/permissions", Access.USER, versions=V3)
