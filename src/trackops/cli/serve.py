@@ -123,10 +123,7 @@ def serve(
       trackops serve --host 0.0.0.0 --allowed-hosts "mlflow.example.com" \\
         --frame-ancestors "https://portal.example.com"
     """
-    import uvicorn
-
     from trackops.db.engine import SQLITE_SYNCHRONOUS_ENV, sqlite_synchronous as synchronous_mode
-    from trackops.server.limits import LimitedHTTPProtocol
 
     if sqlite_synchronous is not None:  # the workers' engines read it from the environment
         os.environ[SQLITE_SYNCHRONOUS_ENV] = sqlite_synchronous
@@ -148,7 +145,8 @@ def serve(
                        artifacts_credentials_secret=artifacts_credentials_secret, access_log=access_log,
                        ui_source=bundle.source, ui_dir=bundle.path, ui_mlflow_version=bundle.mlflow_version,
                        static_prefix=normalise_prefix(static_prefix), webhooks_allow_private=webhooks_allow_private,
-                       gc_interval=gc_interval, gc_older_than=gc_older_than,
+                       gc_interval=_checked_interval(gc_interval), gc_older_than=_checked_age(gc_older_than),
+                       gc_orphans=gc_orphans, gc_orphan_grace=_checked_age(gc_orphan_grace),
                        backup_repository=settings.backup_repository, backup_max_age=_checked_age(backup_max_age),
                        **security)
     config = report.config
@@ -167,23 +165,11 @@ def serve(
     from trackops.stores.webhooks import share_process_key
 
     share_process_key(os.environ)  # one webhook-secret key for all workers when none is configured
-    gc_thread = None
-    if gc_interval:
-        from trackops.services.gc_background import GcThread
+    from trackops.server import run
 
-        gc_thread = GcThread(config.settings, interval=gc_interval, older_than=gc_older_than, orphans=gc_orphans,
-                             orphan_age=gc_orphan_grace)
-        gc_thread.start()
-        gc_thread.stop_on_sigterm()
-    try:
-        uvicorn.run("trackops.server.factory:app_from_env", factory=True, host=config.host, port=config.port,
-                    workers=config.workers if config.workers > 1 else None, http=LimitedHTTPProtocol,
-                    log_level="warning", access_log=False, timeout_graceful_shutdown=30, lifespan="off",
-                    server_header=False)
-    finally:
-        if gc_thread is not None:
-            gc_thread.stop()
-    return 0
+    if run.exec_available():
+        run.replace_process()  # the serving process, without the CLI's and the migrations' modules
+    return run.run(config)
 
 
 def _checked_age(age: str) -> str:
@@ -191,6 +177,15 @@ def _checked_age(age: str) -> str:
 
     parse_age(age)  # a bad value is a usage error before the server starts
     return age
+
+
+def _checked_interval(interval: str | None) -> str | None:
+    from trackops.errors import UsageError
+    from trackops.services.gc_plan import parse_age
+
+    if interval is not None and parse_age(interval) <= 0:
+        raise UsageError(f"gc interval {interval!r} must be longer than zero", hint="e.g. --gc-interval 1h")
+    return interval
 
 
 def _ui_line(bundle, config) -> str:

@@ -67,6 +67,8 @@ class ServeConfig:
     # the backup repository whose snapshots it lists, and when the newest is too old.
     gc_interval: str | None = None
     gc_older_than: str = "30d"
+    gc_orphans: bool = True  # with gc_interval: also sweep orphaned artifact folders older than the grace
+    gc_orphan_grace: str = "1d"
     backup_repository: str | None = None
     backup_max_age: str = "2d"
 
