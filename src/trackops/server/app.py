@@ -61,7 +61,9 @@ class ServerContext:
     write_lock: Any = None
     ui: Any = None  # server.ui.UiBundle: MLflow's web UI on / (None: no bundle, the fallback page)
     static_prefix: str | None = None  # everything under this path, as mlflow server --static-prefix
-    inline_handlers: bool = False  # run reads marked inline on the event loop (local SQLite only)
+    inline_handlers: bool = False  # run reads marked inline on the event loop (SQLite; PostgreSQL with loop_reader)
+    # PostgreSQL: the asyncio pool the loop runs those reads on (`db.engine.event_loop_reader`)
+    loop_reader: Any = None
     in_flight: list = dataclasses.field(default_factory=lambda: [0])  # JSON requests being handled now
     # SQLite: the thread that runs this worker's database writes (`SqliteWriter`), made on first use.
     writer: Any = None
@@ -348,10 +350,12 @@ def _endpoint(route: Route, ctx: ServerContext, template: str) -> Callable:
         return raw_endpoint
 
     limit = body_limit(route.path)
-    # A one-row read on a local SQLite file runs on the event loop when it is the only request the
-    # worker is handling: handing it to the thread pool and back costs two thread wake-ups, more
-    # than its database work. With other requests in flight it goes to the pool, so that they are
-    # read and answered meanwhile. Writes always go to the pool: the loop never waits for a commit.
+    # A one-row read runs on the event loop when it is the only request the worker is handling:
+    # handing it to the thread pool and back costs two thread wake-ups, more than its database work.
+    # On a local SQLite file the loop simply calls the handler; on PostgreSQL it runs it on the
+    # asyncio reader (`read_on_loop`), so that the loop waits for no round trip. With other requests
+    # in flight it goes to the pool, so that they are read and answered meanwhile. Writes always go
+    # to the pool: the loop never waits for a commit.
     inline = route.inline and ctx.inline_handlers and route.access in (Access.READ, Access.PUBLIC)
     flight = ctx.in_flight
 
@@ -364,7 +368,10 @@ def _endpoint(route: Route, ctx: ServerContext, template: str) -> Callable:
             if user is not None:
                 await ctx.auth.authorize(user, route, params, request.path_params)
             if inline and flight[0] == 1:
-                result = handler(ctx, params, request.path_params)
+                if ctx.loop_reader is None:
+                    result = handler(ctx, params, request.path_params)
+                else:
+                    result = await read_on_loop(ctx, handler, params, request.path_params)
             elif grouped:
                 result = await asyncio.wrap_future(_writer(ctx).submit_grouped(
                     contextvars.copy_context().run, handler, ctx, params, request.path_params))
@@ -382,6 +389,28 @@ def _endpoint(route: Route, ctx: ServerContext, template: str) -> Callable:
         return response
 
     return endpoint
+
+
+async def read_on_loop(ctx: ServerContext, handler: Callable[..., Any], params: Any, path_params: Any) -> Any:
+    """Run a read handler on the event loop with the stores reading through `ctx.loop_reader`: the
+    handler's code runs in a greenlet and each database round trip is awaited, so the loop serves
+    other connections meanwhile (`db.engine.event_loop_reader`). A read whose connection turns out
+    to be gone (the database restarted, a proxy dropped it) is run again once on the thread pool,
+    as a read may be; the asyncio pool has discarded that connection and opens a new one next time."""
+    import sqlalchemy as sa
+    from sqlalchemy.util import greenlet_spawn
+
+    from trackops.stores.sql import LOOP_READER
+
+    token = LOOP_READER.set((ctx.engine, ctx.loop_reader))  # this request's context only (its own task)
+    try:
+        return await greenlet_spawn(handler, ctx, params, path_params)
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    finally:
+        LOOP_READER.reset(token)
+    return await in_thread(_handler_pool(), handler, ctx, params, path_params)
 
 
 def _gc_metrics(ctx: ServerContext) -> str:

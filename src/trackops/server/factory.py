@@ -63,6 +63,11 @@ def build_context(config: ServeConfig) -> ServerContext:
     if url.get_backend_name() == "sqlite":
         ctx.write_lock = threading.Lock()
         ctx.inline_handlers = True
+    else:
+        from trackops.db.engine import event_loop_reader
+
+        ctx.loop_reader = event_loop_reader(engine)  # PostgreSQL: one-row reads awaited on the loop
+        ctx.inline_handlers = ctx.loop_reader is not None
     if config.auth or config.artifacts_credentials_secret:
         from trackops.server.auth import configure
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import operator
 import threading
 import time
@@ -213,11 +214,30 @@ class TransactionScopes:
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sa.Connection]:
-        reader = self._reader
-        if reader is None:
-            reader = self._reader = reading_engine(self.engine)
-        with reader.connect() as conn:
+        with read_connection(self) as conn:
             yield conn
+
+
+# While the server's event loop runs a read itself (server/app.py), the engine whose reads it takes
+# and the reader it takes them with (`db.engine.event_loop_reader`); None everywhere else.
+LOOP_READER: contextvars.ContextVar[tuple[sa.Engine, sa.Engine] | None] = contextvars.ContextVar(
+    "trackops_loop_reader", default=None)
+
+
+@contextlib.contextmanager
+def read_connection(store: Any) -> Iterator[sa.Connection]:
+    """A connection for a store's unit of work that only reads: the event loop's reader when the
+    loop runs this read for the store's engine, else the store's `reading_engine` (autocommit on
+    PostgreSQL at READ COMMITTED), cached on the store as ``_reader``."""
+    loop = LOOP_READER.get()
+    if loop is not None and loop[0] is store.engine:
+        reader = loop[1]
+    else:
+        reader = store._reader
+        if reader is None:
+            reader = store._reader = reading_engine(store.engine)
+    with reader.connect() as conn:
+        yield conn
 
 
 class DriverQuery:

@@ -19,7 +19,6 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 
-from trackops.db.engine import reading_engine
 from trackops.entities import (
     DatasetInput,
     Experiment,
@@ -37,7 +36,7 @@ from trackops.entities import (
 from trackops.errors import InvalidParameterValue, ResourceAlreadyExists
 from trackops.stores import experiments, metrics, runs
 from trackops.stores.rows import load_experiments, load_runs
-from trackops.stores.sql import joined_transaction, retry_deadlocks
+from trackops.stores.sql import joined_transaction, read_connection, retry_deadlocks
 from trackops.stores.uris import resolve_uri_if_local
 from trackops.stores.validation import (
     SEARCH_MAX_RESULTS_DEFAULT,
@@ -74,11 +73,8 @@ class TrackingStore:
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sa.Connection]:
-        """A connection for a unit of work that only reads (autocommit on PostgreSQL: `reading_engine`)."""
-        reader = self._reader
-        if reader is None:
-            reader = self._reader = reading_engine(self.engine)
-        with reader.connect() as conn:
+        """A connection for a unit of work that only reads (`stores.sql.read_connection`)."""
+        with read_connection(self) as conn:
             yield conn
 
     # --- experiments ---------------------------------------------------------------------------
