@@ -261,6 +261,12 @@ def sqlite_head_url(_head_templates, tmp_path, tmp_path_factory) -> str:
     return _head_db("sqlite", _head_templates, tmp_path, tmp_path_factory)
 
 
+@pytest.fixture
+def postgres_head_url(_head_templates, tmp_path, tmp_path_factory) -> str:
+    """A PostgreSQL database at the head schema, emptied of rows (for PostgreSQL-only tests)."""
+    return _head_db("postgresql", _head_templates, tmp_path, tmp_path_factory)
+
+
 def _head_db(dialect: str, templates, tmp_path, tmp_path_factory) -> str:
     template = _head_template(dialect, templates, tmp_path_factory)
     if dialect == "sqlite":

@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from trackops.db import schema as s
 from trackops.errors import InvalidParameterValue, InvalidState, ResourceDoesNotExist
 from trackops.stores.otlp import STATUS_NAMES, OtlpSpan
-from trackops.stores.rows import chunks
+from trackops.stores.rows import chunks, pg_ids_in
 from trackops.stores.sql import TransactionScopes, insert_ignoring_duplicates, upsert
 from trackops.stores.uris import append_to_uri_path
 
@@ -732,7 +732,7 @@ def info_columns() -> list[sa.ColumnElement]:
 def ids_in(conn: sa.Connection, column: sa.ColumnElement, ids: Sequence[str]) -> list[sa.ColumnElement]:
     """Conditions that select `column` values among `ids`, as few statements as the dialect allows:
     one bound parameter for all of them on SQLite (a JSON array read by ``json_each``) and PostgreSQL
-    (``= ANY(array)``), so that a page of 500 traces costs no 500-parameter ``IN`` list to build and
+    (``IN (SELECT unnest(array))``), so that a page of 500 traces costs no 500-parameter ``IN`` list to build and
     bind; elsewhere ``IN`` lists of `BATCH` ids (one statement each). No ids, no conditions."""
     if not ids:
         return []
@@ -743,7 +743,8 @@ def ids_in(conn: sa.Connection, column: sa.ColumnElement, ids: Sequence[str]) ->
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import ARRAY
 
-        return [column == sa.any_(sa.literal(list(ids), ARRAY(sa.String)))]
+        ids_array = sa.func.unnest(sa.literal(list(ids), ARRAY(sa.String)))
+        return [column.in_(sa.select(ids_array).scalar_subquery())]  # not = ANY: see rows.pg_ids_in
     return [column.in_(batch) for batch in chunks(ids, BATCH)]
 
 
@@ -763,9 +764,7 @@ def _one_list_param(conn: sa.Connection) -> bool:
 def _ids_param(column: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
     """`column` among the ids of the bound parameter ``ids`` (`_ids_value`), for `_one_list_param` dialects."""
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        return column == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.String)))
+        return pg_ids_in(column)
     ids_table = sa.func.json_each(sa.bindparam("ids", type_=sa.String)).table_valued("value")
     return column.in_(sa.select(ids_table.c.value))
 
