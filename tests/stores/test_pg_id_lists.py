@@ -1,8 +1,8 @@
 """PostgreSQL: the statements that load a page of runs or traces by one bound array of ids keep a good
 plan once the server has prepared them. psycopg prepares a statement on a connection's fifth run, and
 PostgreSQL then uses a generic plan, in which ``column = ANY($1)`` searches the array from the start for
-every row (a 1000-run page's loads took 95 ms a statement instead of 4); ``IN (SELECT unnest($1))`` is
-planned as a join with the parameter."""
+every row (a 1000-run page's loads took 95 ms a statement instead of 4); ``IN (SELECT
+json_array_elements_text($1))`` is planned as a join with the parameter."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from trackops.stores.tracking import TrackingStore
 
 def _generic_plan(conn: sa.Connection, statement: sa.Select) -> str:
     # The statement with its constants written out and the id array as the prepared statement's $1.
-    sql = str(statement.params(ids=["__ids__"]).compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    assert sql.count("ARRAY['__ids__']") == 1
+    sql = str(statement.params(ids="__ids__").compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    assert sql.count("'__ids__'") == 1
     conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
-    conn.exec_driver_sql("PREPARE loads(varchar[]) AS " + sql.replace("ARRAY['__ids__']", "$1"))
+    conn.exec_driver_sql("PREPARE loads(text) AS " + sql.replace("'__ids__'", "$1"))
     try:
-        return "\n".join(conn.exec_driver_sql("EXPLAIN EXECUTE loads(ARRAY['a', 'b'])").scalars())
+        return "\n".join(conn.exec_driver_sql("""EXPLAIN EXECUTE loads('["a", "b"]')""").scalars())
     finally:
         conn.exec_driver_sql("DEALLOCATE loads")
 
@@ -36,8 +36,8 @@ def test_the_run_page_loads_generic_plans_join_the_id_array_instead_of_searching
         with engine.connect() as conn:
             for statement in statements:
                 plan = _generic_plan(conn, statement)
-                assert "unnest" in plan.lower(), plan
-                assert not re.search(r"= ANY \(\$1", plan), plan  # no per-row scan of the array
+                assert re.search(r"(Semi Join|Nested Loop)", plan), plan  # the ids joined as a set of rows
+                assert not re.search(r"= ANY \(+\$1", plan), plan  # no per-row scan of the parameter
     finally:
         engine.dispose()
 
