@@ -30,7 +30,7 @@ from trackops.db import schema as s
 from trackops.entities import Metric
 from trackops.errors import InvalidParameterValue, ResourceDoesNotExist
 from trackops.stores.rows import metric_value
-from trackops.stores.sql import driver_execute, insert_ignoring_duplicates, insert_ignoring_sql
+from trackops.stores.sql import driver_execute, insert_ignoring_duplicates, insert_ignoring_sql, pg_array
 
 MAX_FLOAT = 1.7976931348623157e308
 # The client asks for this many points per history page.
@@ -97,12 +97,15 @@ def _insert_rows(conn: sa.Connection, table: str, rows: list[tuple]) -> None:
     if sql is None:
         sql = _SQL_CACHE[(table, dialect)] = insert_ignoring_sql(conn, getattr(s, table), METRIC_COLUMNS)
     if dialect == "postgresql":
-        driver_execute(conn, sql, {f"c{i}": list(col) for i, col in enumerate(zip(*rows))})
+        columns = zip(zip(*rows), _KINDS)
+        driver_execute(conn, sql, {f"c{i}": pg_array(col, kind) for i, (col, kind) in enumerate(columns)})
     else:
         driver_execute(conn, sql, rows, many=True)
 
 
 METRIC_COLUMNS = ("run_uuid", "key", "value", "timestamp", "step", "is_nan")
+_KINDS = ("text", "text", "float8", "int8", "int8", "bool")  # their PostgreSQL array element types
+_LATEST_ARRAYS = (("k", 1, "text"), ("v", 2, "float8"), ("t", 3, "int8"), ("s", 4, "int8"), ("n", 5, "bool"))
 
 
 def _raise_latest(conn: sa.Connection, run_id: str, newest: list[tuple]) -> None:
@@ -118,8 +121,7 @@ def _raise_latest(conn: sa.Connection, run_id: str, newest: list[tuple]) -> None
             "CAST(%(s)s AS int8[]), CAST(%(n)s AS bool[])) AS n(key, value, ts, step, is_nan) "
             f"WHERE lm.run_uuid = %(r)s AND lm.{key} = n.key "
             f"AND (lm.step, lm.{ts}, lm.value) < (n.step, n.ts, n.value)",
-            {"r": run_id, "k": [p[1] for p in newest], "v": [p[2] for p in newest],
-             "t": [p[3] for p in newest], "s": [p[4] for p in newest], "n": [p[5] for p in newest]})
+            {"r": run_id, **{name: pg_array([p[i] for p in newest], kind) for name, i, kind in _LATEST_ARRAYS}})
         return
     m = "?" if conn.dialect.name == "sqlite" else "%s"
     driver_execute(

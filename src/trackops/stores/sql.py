@@ -5,7 +5,8 @@ are on the table's primary key. The statements are written at the driver level, 
 1000-row batch SQLAlchemy's per-row parameter processing would cost more than the database work:
 
 - PostgreSQL: the rows travel as one array per column, expanded by ``unnest`` (one statement and
-  one round trip; psycopg would otherwise run one INSERT per row);
+  one round trip; psycopg would otherwise run one INSERT per row), each array written as
+  PostgreSQL's array literal by `pg_array` (psycopg writes a list element by element in Python);
 - SQLite: ``executemany`` of a prepared statement, looped in C by the sqlite3 module;
 - MySQL/MariaDB: ``executemany``, which PyMySQL sends as one multi-row INSERT.
 
@@ -39,6 +40,42 @@ def _pg_array_type(column: sa.Column) -> str:
         if isinstance(column.type, generic):
             return name + "[]"
     raise NotImplementedError(f"no array type for {column}")  # pragma: no cover
+
+
+_BOOL_TEXT = {True: "t", False: "f"}.__getitem__
+
+
+def pg_array(values: Sequence[Any], kind: str) -> str | list:
+    """One column of a batch, for ``CAST(%s AS <kind>[])`` on PostgreSQL: the array literal text
+    (``{"a","b"}``, ``{1,2}``, ``{t,f}``) when every value is a plain value of that kind, else the
+    values as a list, for psycopg to write.
+
+    psycopg writes a list parameter element by element in Python: for a log-batch of 1000 metrics
+    the five arrays cost 7.3 ms of CPU a batch, against 1.4 ms for joining the literal text in C and
+    letting PostgreSQL parse it. Text elements are double-quoted with backslash escapes (the literal
+    syntax keeps anything else, commas and braces included, as it is); floats are written by
+    `repr`, which PostgreSQL reads back to the same double; NULLs, infinities, NaN and mixed types go
+    the list way."""
+    if not values or None in values:
+        return list(values)
+    types = set(map(type, values))
+    if kind == "text":
+        if types != {str}:
+            return list(values)
+        joined = '","'.join(values)
+        if '"' in joined or "\\" in joined:  # rare: escape element by element
+            joined = '","'.join(v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+        return '{"' + joined + '"}'
+    if kind in ("int8", "int4"):
+        return "{" + ",".join(map(str, values)) + "}" if types == {int} else list(values)
+    if kind == "float8":
+        if not types <= {float, int}:
+            return list(values)
+        body = ",".join(map(repr, values))
+        return list(values) if "n" in body else "{" + body + "}"  # inf, nan: only non-finite reprs hold an n
+    if kind == "bool":
+        return "{" + ",".join(map(_BOOL_TEXT, values)) + "}" if types == {bool} else list(values)
+    return list(values)
 
 
 def _quote(conn: sa.Connection, name: str) -> str:
@@ -99,7 +136,8 @@ def _run(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], conflict: s
     names = list(rows[0])
     sql = _statement(conn, table, names, conflict)
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(sql, {f"c{i}": [r[n] for r in rows] for i, n in enumerate(names)})
+        kinds = [_pg_array_type(table.c[n])[:-2] for n in names]
+        conn.exec_driver_sql(sql, {f"c{i}": pg_array([r[n] for r in rows], kinds[i]) for i, n in enumerate(names)})
         return
     # itemgetter builds each row's tuple in C: for a 1000-row batch, a generator per row costs more than the SQL.
     pick = operator.itemgetter(*names) if len(names) > 1 else (lambda r: (r[names[0]],))
