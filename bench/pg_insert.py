@@ -5,10 +5,14 @@ primary key, duplicates skipped with ON CONFLICT DO NOTHING, as log-batch must) 
 per batch, as one request does; rows/s is the best of `--rounds`. Methods:
 
   unnest            INSERT ... SELECT * FROM unnest(%s::text[], ...) ON CONFLICT DO NOTHING: one
-                    statement, one array per column (what trackops sends)
+                    statement, one array per column, each a Python list psycopg writes
+  unnest_literal    the same statement with each array sent as its literal text (`stores.sql.pg_array`,
+                    what trackops sends)
   executemany       psycopg 3 `cursor.executemany` of a one-row INSERT (psycopg pipelines it)
   insertmanyvalues  SQLAlchemy Core `conn.execute(insert(), rows)`: multi-row VALUES pages
   copy              COPY into a temporary table, then INSERT ... SELECT ... ON CONFLICT DO NOTHING
+  copy_direct       COPY straight into metrics (binary rows): no ON CONFLICT, so a batch holding a row
+                    that is already stored fails and would have to be sent again another way
 
 Needs PostgreSQL at --uri (default 127.0.0.1:5432, user postgres, database test); works in its own
 schema and drops it afterwards. Not a test.
@@ -44,6 +48,14 @@ def unnest(cur, rows) -> None:
                 "%s::bool[]) ON CONFLICT DO NOTHING", [list(c) for c in cols])
 
 
+def unnest_literal(cur, rows) -> None:
+    from trackops.stores.sql import pg_array
+
+    kinds = ("text", "text", "float8", "int8", "int8", "bool")
+    cur.execute(f"{INSERT} SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::int8[], %s::int8[], "
+                "%s::bool[]) ON CONFLICT DO NOTHING", [pg_array(c, k) for c, k in zip(zip(*rows), kinds)])
+
+
 def executemany(cur, rows) -> None:
     cur.executemany(f"{INSERT} VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", rows)
 
@@ -55,6 +67,13 @@ def copy(cur, rows) -> None:
             cp.write_row(row)
     cur.execute(f"{INSERT} SELECT run_uuid, key, value, \"timestamp\", step, is_nan FROM metrics_in "
                 "ON CONFLICT DO NOTHING")
+
+
+def copy_direct(cur, rows) -> None:
+    with cur.copy('COPY metrics (run_uuid, key, value, "timestamp", step, is_nan) FROM STDIN (FORMAT BINARY)') as cp:
+        cp.set_types(["text", "text", "float8", "int8", "int8", "bool"])
+        for row in rows:
+            cp.write_row(row)
 
 
 def main() -> None:
@@ -81,7 +100,7 @@ def main() -> None:
         best: dict[str, float] = {}
         table = s.metadata.tables["metrics"]
         for r in range(args.rounds):
-            for name in ("unnest", "executemany", "insertmanyvalues", "copy"):
+            for name in ("unnest", "unnest_literal", "executemany", "insertmanyvalues", "copy", "copy_direct"):
                 with engine.connect() as conn:
                     conn.exec_driver_sql("TRUNCATE metrics")
                     conn.commit()
@@ -94,7 +113,8 @@ def main() -> None:
                             conn.commit()
                         else:
                             with raw.cursor() as cur:
-                                {"unnest": unnest, "executemany": executemany, "copy": copy}[name](cur, rows)
+                                {"unnest": unnest, "unnest_literal": unnest_literal, "executemany": executemany,
+                                 "copy": copy, "copy_direct": copy_direct}[name](cur, rows)
                             raw.commit()
                     rate = args.batches * args.rows / (time.perf_counter() - started)
                 best[name] = max(best.get(name, 0.0), rate)

@@ -90,9 +90,38 @@ def write_points(conn: sa.Connection, run_id: str, points: Sequence[Point]) -> N
     _raise_latest(conn, run_id, [newest[k] for k in sorted(newest)])
 
 
+# PostgreSQL: a batch of at least this many new metric rows is sent with COPY (`_copy_metrics`).
+COPY_MIN_ROWS = 100
+_COPY_METRICS = 'COPY metrics (run_uuid, key, value, "timestamp", step, is_nan) FROM STDIN (FORMAT BINARY)'
+
+
+def _copy_metrics(conn: sa.Connection, rows: list[tuple]) -> bool:
+    """PostgreSQL: the rows into ``metrics`` with COPY, in a savepoint; False, with nothing written,
+    when one of them is stored already (COPY has no ON CONFLICT: the caller then inserts the batch
+    skipping those). COPY is the database's bulk path: 2.0x the rows per second of the unnest INSERT
+    for 1000-row batches, primary key and foreign key checked all the same (bench/pg_insert.py).
+    Any other error is raised as SQLAlchemy raises a driver error."""
+    raw = conn.connection.driver_connection
+    errors = conn.dialect.loaded_dbapi
+    try:
+        with raw.transaction(), raw.cursor() as cursor, cursor.copy(_COPY_METRICS) as copy:
+            copy.set_types(_KINDS)
+            for row in rows:
+                copy.write_row(row)
+    except errors.IntegrityError as exc:
+        if getattr(exc, "sqlstate", None) == "23505":  # unique_violation: a row that is stored already
+            return False
+        conn._handle_dbapi_exception(exc, _COPY_METRICS, (), None, None)
+    except errors.Error as exc:
+        conn._handle_dbapi_exception(exc, _COPY_METRICS, (), None, None)
+    return True
+
+
 def _insert_rows(conn: sa.Connection, table: str, rows: list[tuple]) -> None:
     """INSERT (run_uuid, key, value, timestamp, step, is_nan) rows, skipping existing primary keys."""
     dialect = conn.dialect.name
+    if dialect == "postgresql" and table == "metrics" and len(rows) >= COPY_MIN_ROWS and _copy_metrics(conn, rows):
+        return
     sql = _SQL_CACHE.get((table, dialect))
     if sql is None:
         sql = _SQL_CACHE[(table, dialect)] = insert_ignoring_sql(conn, getattr(s, table), METRIC_COLUMNS)
