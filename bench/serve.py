@@ -11,10 +11,15 @@ best round, so that load from other processes hits all alike. The workload is pl
 (`http.client`, one connection opened and closed per request, as a client without a pool or a
 non-pooling proxy does).
 
-  log-metric        sequential POST runs/log-metric, requests/s (both ways)
+  log-metric        sequential POST runs/log-metric, requests/s (both ways, and through the thin client)
   log-batch         POST runs/log-batch with 1000 metrics each, metrics/s (reused connection)
-  experiments/get   sequential GET experiments/get, requests/s (reused connection)
+  experiments/get   sequential GET experiments/get, requests/s (reused connection; and thin client)
   GET /health       sequential GET /health, requests/s (reused connection): the client's own ceiling
+
+"thin client" rows send the same requests over one kept-alive `http.client` connection, which costs
+the client about a tenth of the CPU `requests` takes per request (0.05-0.1 ms against 0.7-1.0 ms
+here): on a 2-core machine the `requests` rows are bounded by the client before the fastest servers,
+the thin-client rows show more of the servers' own difference.
   search            POST runs/search returning 1000 of 2000 runs with a metric filter, seconds per call
   concurrent        8 clients logging metrics at once, aggregate requests/s (reused connections)
   idle RSS          resident memory of the server's whole process tree after start-up, before load
@@ -112,6 +117,35 @@ def post_new_connection(url: str, path: str, body: dict) -> None:
         conn.close()
 
 
+class ThinClient:
+    """One kept-alive HTTP/1.1 connection through http.client, JSON bodies: the least a client can do."""
+
+    def __init__(self, url: str):
+        host, port = url.rsplit("/", 1)[1].split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
+
+    def call(self, method: str, path: str, body: dict | None = None) -> bytes:
+        data = json.dumps(body) if body is not None else None
+        self.conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
+        response = self.conn.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{path}: HTTP {response.status}")
+        return payload
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def log_metrics_thin(client: ThinClient, run_id: str, n: int) -> float:
+    started = time.perf_counter()
+    for i in range(n):
+        client.call("POST", API + "/runs/log-metric", {"run_id": run_id, "run_uuid": run_id, "key": "loss",
+                                                         "value": i * 0.5, "timestamp": int(time.time() * 1000),
+                                                         "step": i})
+    return time.perf_counter() - started
+
+
 def log_metrics(session, url: str, run_id: str, n: int) -> float:
     """Seconds for n sequential log-metric calls (session None: a new connection each time)."""
     started = time.perf_counter()
@@ -151,6 +185,12 @@ def measure(url: str, eid: str, args) -> dict[str, float]:
     log_metrics(s, url, run_id, 5)  # warm-up
     out["log-metric reused (req/s)"] = args.requests / log_metrics(s, url, run_id, args.requests)
     out["log-metric new conn (req/s)"] = args.requests / log_metrics(None, url, run_id, args.requests)
+    thin = ThinClient(url)
+    try:
+        log_metrics_thin(thin, run_id, 5)  # warm-up
+        out["log-metric, thin client (req/s)"] = args.requests / log_metrics_thin(thin, run_id, args.requests)
+    finally:
+        thin.close()
 
     batch_run = new_run(s, url)
     started = time.perf_counter()
@@ -165,6 +205,16 @@ def measure(url: str, eid: str, args) -> dict[str, float]:
         r = s.get(url + API + "/experiments/get", params={"experiment_id": eid}, timeout=60)
         r.raise_for_status()
     out["experiments/get (req/s)"] = args.requests / (time.perf_counter() - started)
+    thin = ThinClient(url)
+    try:
+        path = f"{API}/experiments/get?experiment_id={eid}"
+        thin.call("GET", path)
+        started = time.perf_counter()
+        for _ in range(args.requests):
+            thin.call("GET", path)
+        out["experiments/get, thin client (req/s)"] = args.requests / (time.perf_counter() - started)
+    finally:
+        thin.close()
 
     # The client's own ceiling: the same session against the cheapest answer a server has.
     started = time.perf_counter()
