@@ -11,7 +11,9 @@ the wire uses a number or another name, a property for it (`RunStatus.number`,
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # --- enums ----------------------------------------------------------------------------------
@@ -370,3 +372,24 @@ class LoggedModel:
     metrics: list[Metric] = field(default_factory=list)
     lifecycle_stage: str = LifecycleStage.ACTIVE.value
     workspace: str = "default"
+
+
+# --- fast construction ----------------------------------------------------------------------
+
+
+def builder(cls: type) -> Callable[..., object]:
+    """A constructor for the frozen dataclass `cls` that takes every field positionally, in order, and
+    fills the instance's ``__dict__`` at once.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, one call per
+    field: for the 8,000 or so entities a 1000-run search page is made of, that was a third of their
+    cost (RunInfo 2.1 against 0.55 us). The instance is the same: equal, hashed and frozen as one
+    made by ``cls(...)``; there is no default and no ``__post_init__`` (the entities have none).
+    """
+    names = [f.name for f in dataclasses.fields(cls)]
+    args = ", ".join(f"_{i}" for i in range(len(names)))
+    fields = ", ".join(f"{name!r}: _{i}" for i, name in enumerate(names))
+    namespace = {"new": object.__new__, "cls": cls}
+    exec(f"def build_{cls.__name__}({args}):\n    obj = new(cls)\n    obj.__dict__.update({{{fields}}})\n"
+         "    return obj\n", namespace)
+    return namespace[f"build_{cls.__name__}"]

@@ -31,10 +31,15 @@ from trackops.entities import (
     RunInputs,
     RunOutputs,
     RunTag,
+    builder,
 )
 
 # Keeps every statement well under SQLite's and the drivers' bound-parameter limits.
 IN_CHUNK = 500
+
+# A search page builds thousands of these: without the frozen __init__'s call per field (entities.builder).
+_run_info, _metric, _param, _tag = builder(RunInfo), builder(Metric), builder(Param), builder(RunTag)
+_run, _run_data, _run_inputs, _run_outputs = builder(Run), builder(RunData), builder(RunInputs), builder(RunOutputs)
 
 RUN_COLUMNS = (s.runs.c.run_uuid, s.runs.c.experiment_id, s.runs.c.user_id, s.runs.c.status,
                s.runs.c.start_time, s.runs.c.end_time, s.runs.c.lifecycle_stage,
@@ -142,9 +147,7 @@ def _run_statements(dialect: str) -> tuple:
 
 def _put_infos(infos: dict[str, RunInfo], rows: Sequence[Sequence]) -> None:
     for run_uuid, experiment_id, user_id, status, start, end, stage, uri, name in rows:
-        infos[run_uuid] = RunInfo(run_id=run_uuid, experiment_id=str(experiment_id), user_id=user_id,
-                                  status=status, start_time=start, end_time=end, lifecycle_stage=stage,
-                                  artifact_uri=uri, run_name=name)
+        infos[run_uuid] = _run_info(run_uuid, str(experiment_id), user_id, status, start, end, stage, uri, name)
 
 
 def load_runs(conn: sa.Connection, run_ids: Sequence[str], run_rows: Sequence[Sequence] | None = None) -> list[Run]:
@@ -173,11 +176,12 @@ def load_runs(conn: sa.Connection, run_ids: Sequence[str], run_rows: Sequence[Se
         if run_rows is None:
             _put_infos(infos, conn.execute(by_id, bound).all())
         for run_uuid, key, value, timestamp, step, is_nan in conn.execute(metrics_of, bound).all():
-            metrics[run_uuid].append(Metric(key, nan if is_nan else float(value), timestamp, step))
+            metrics[run_uuid].append(_metric(key, nan if is_nan else float(value), timestamp, step,
+                                             None, None, None, None))
         for run_uuid, key, value in conn.execute(params_of, bound).all():
-            params[run_uuid].append(Param(key, value))
+            params[run_uuid].append(_param(key, value))
         for run_uuid, key, value in conn.execute(tags_of, bound).all():
-            tags[run_uuid].append(RunTag(key, value))
+            tags[run_uuid].append(_tag(key, value))
         for (run_uuid, dataset_uuid, name, digest, source_type, source, schema, profile, tag_key,
              tag_value) in conn.execute(datasets_of, bound).all():
             per_run = datasets[run_uuid]
@@ -193,8 +197,6 @@ def load_runs(conn: sa.Connection, run_ids: Sequence[str], run_rows: Sequence[Se
                 model_inputs[source_id].append(LoggedModelInput(destination_id))
             else:
                 model_outputs[source_id].append(LoggedModelOutput(destination_id, step))
-    return [Run(info=infos[r],
-                data=RunData(metrics=metrics[r], params=params[r], tags=tags[r]),
-                inputs=RunInputs(dataset_inputs=list(datasets[r].values()), model_inputs=model_inputs[r]),
-                outputs=RunOutputs(model_outputs=model_outputs[r]))
+    return [_run(infos[r], _run_data(metrics[r], params[r], tags[r]),
+                 _run_inputs(list(datasets[r].values()), model_inputs[r]), _run_outputs(model_outputs[r]))
             for r in ids if r in infos]
