@@ -127,3 +127,18 @@ def test_a_zero_gc_interval_is_a_usage_error_before_anything_is_served(sqlite_ur
     assert done.returncode == 2
     assert "gc interval '0' must be longer than zero" in done.stderr + done.stdout
     assert not (tmp_path / "mlflow.db").exists()  # refused before the preflight created anything
+
+
+def test_serve_keeps_serving_in_its_own_process_when_the_interpreter_cannot_be_started_again(monkeypatch,
+                                                                                                  tmp_path):
+    from trackops.server import run
+
+    broken = tmp_path / "python"
+    broken.write_bytes(b"\x00\x01 not an executable format")
+    broken.chmod(0o755)
+    monkeypatch.setattr(run.sys, "executable", str(broken))
+    assert run.exec_available()
+    run.replace_process()  # the kernel refuses the file (ENOEXEC): it returns instead of replacing this process
+    assert run.EXEC_ENV not in os.environ  # and leaves no mark that would let the serving module start by hand
+    monkeypatch.setattr(run.sys, "executable", "")
+    assert not run.exec_available()

@@ -169,7 +169,7 @@ def serve(
 
     if run.exec_available():
         run.replace_process()  # the serving process, without the CLI's and the migrations' modules
-    return run.run(config)
+    return run.run(config)  # no exec here (Windows), or it failed: serve from this process
 
 
 def _checked_age(age: str) -> str:

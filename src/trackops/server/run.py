@@ -53,20 +53,25 @@ def run(config: ServeConfig) -> int:
 
 
 def exec_available() -> bool:
-    """Whether `serve` can replace its process with the serving one (POSIX `execv` keeps the pid)."""
-    return os.name == "posix"
+    """Whether `serve` can replace its process with the serving one: POSIX `execv` keeps the pid, and
+    the interpreter must be a file it can start again (not so in some frozen or embedded builds)."""
+    return os.name == "posix" and bool(sys.executable) and os.access(sys.executable, os.X_OK)
 
 
 def replace_process() -> None:
-    """Become ``python -m trackops.server.run`` (never returns). The environment, open stdio and the
-    process id carry over; buffered output is flushed first so that nothing `serve` printed is lost."""
+    """Become ``python -m trackops.server.run``: returns only if the interpreter could not be started
+    again. The environment, open stdio and the process id carry over; buffered output is flushed
+    first so that nothing `serve` printed is lost."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed or broken stream: nothing to keep
             pass
     os.environ[EXEC_ENV] = "1"
-    os.execv(sys.executable, [sys.executable, "-m", "trackops.server.run"])
+    try:
+        os.execv(sys.executable, [sys.executable, "-m", "trackops.server.run"])
+    except OSError:  # the interpreter could not be started again: serve from this process instead
+        os.environ.pop(EXEC_ENV, None)
 
 
 def main() -> int:
