@@ -94,6 +94,14 @@ def test_the_event_loop_reader_reads_in_autocommit_and_only_at_read_committed(po
         repeatable.dispose()
 
 
+def test_a_worker_that_cannot_reach_postgresql_as_it_starts_reads_through_the_pool():
+    unreachable = create_engine("postgresql://postgres@127.0.0.1:1/test")  # nothing listens on port 1
+    try:
+        assert event_loop_reader(unreachable) is None  # no error: the worker starts, and answers 503 on /ready
+    finally:
+        unreachable.dispose()
+
+
 def test_sqlite_and_mysql_have_no_event_loop_reader(tmp_path):
     assert event_loop_reader(create_engine(f"sqlite:///{tmp_path / 'mlflow.db'}")) is None
     assert event_loop_reader(sa.create_engine("mysql+pymysql://root@127.0.0.1/test")) is None  # never connects

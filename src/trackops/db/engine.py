@@ -165,8 +165,13 @@ def event_loop_reader(engine: Engine) -> Engine | None:
     """
     if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
         return None
-    if importlib.util.find_spec("greenlet") is None or reading_engine(engine) is engine:
-        return None  # no greenlet on this platform, or reads must keep their transactions
+    if importlib.util.find_spec("greenlet") is None:
+        return None
+    try:
+        if reading_engine(engine) is engine:
+            return None  # the server's default isolation keeps reads in transactions
+    except sa.exc.DBAPIError:  # unreachable as this worker starts: it serves, its reads go to the pool
+        return None
     url = engine.url.set(drivername="postgresql+psycopg_async")
     # The async dialect brings its own pool (AsyncAdaptedQueuePool); sqlalchemy.ext.asyncio's wrapper
     # is not needed, nor the ORM it imports (7 MiB resident). In autocommit there is no transaction
