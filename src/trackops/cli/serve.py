@@ -180,11 +180,10 @@ def _checked_age(age: str) -> str:
 
 
 def _checked_interval(interval: str | None) -> str | None:
-    from trackops.errors import UsageError
-    from trackops.services.gc_plan import parse_age
+    from trackops.services.gc_plan import interval_seconds
 
-    if interval is not None and parse_age(interval) <= 0:
-        raise UsageError(f"gc interval {interval!r} must be longer than zero", hint="e.g. --gc-interval 1h")
+    if interval is not None:
+        interval_seconds(interval)  # zero or a bad value is a usage error before the server starts
     return interval
 
 

@@ -39,7 +39,7 @@ from trackops.services import gc as gc_service
 from trackops.services import gc_log
 from trackops.services.gc import GcReport
 from trackops.services.gc_execute import Executor
-from trackops.services.gc_plan import Places, Selection, now_ms, parse_age
+from trackops.services.gc_plan import Places, Selection, interval_seconds, now_ms, parse_age
 from trackops.services.locking import MAINTENANCE_LOCK, hold_lock
 
 BATCH_RUNS = 5000
@@ -55,13 +55,11 @@ class GcThread(threading.Thread):
                  min_gap: float | None = None):
         super().__init__(name="trackops-gc", daemon=True)
         self.settings, self.older_than, self.orphans, self.orphan_age = settings, older_than, orphans, orphan_age
-        self.interval_s = parse_age(interval) / 1000
+        self.interval_s = interval_seconds(interval)
         self.tick_s = min(self.interval_s, 5.0) if tick is None else tick
         # A change token is coarse (on SQLite any write changes the file), so a busy server would start a
         # pass at every tick: after a pass, changes start the next one no sooner than this.
         self.min_gap_s = min(self.interval_s, 60.0) if min_gap is None else min_gap
-        if self.interval_s <= 0:
-            raise TrackopsError(f"gc interval {interval!r} must be longer than zero", hint="e.g. --gc-interval 1h")
         if older_than is not None:
             parse_age(older_than)
         if not log.handlers and not logging.getLogger().handlers:

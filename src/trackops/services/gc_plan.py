@@ -66,6 +66,14 @@ def parse_age(text: str) -> int:
     return int(sum(float(v) * _UNIT_MS[k] for k, v in match.groupdict().items() if v))
 
 
+def interval_seconds(interval: str) -> float:
+    """Seconds between background gc passes for an age such as ``1h``; zero is a usage error too."""
+    ms = parse_age(interval)
+    if ms <= 0:
+        raise UsageError(f"gc interval {interval!r} must be longer than zero", hint="e.g. --gc-interval 1h")
+    return ms / 1000
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
