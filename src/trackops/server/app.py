@@ -392,25 +392,12 @@ def _endpoint(route: Route, ctx: ServerContext, template: str) -> Callable:
 
 
 async def read_on_loop(ctx: ServerContext, handler: Callable[..., Any], params: Any, path_params: Any) -> Any:
-    """Run a read handler on the event loop with the stores reading through `ctx.loop_reader`: the
-    handler's code runs in a greenlet and each database round trip is awaited, so the loop serves
-    other connections meanwhile (`db.engine.event_loop_reader`). A read whose connection turns out
-    to be gone (the database restarted, a proxy dropped it) is run again once on the thread pool,
-    as a read may be; the asyncio pool has discarded that connection and opens a new one next time."""
-    import sqlalchemy as sa
-    from sqlalchemy.util import greenlet_spawn
+    """A read handler on the event loop through `ctx.loop_reader` (`stores.sql.read_on_loop`); if its
+    connection was gone, once more on the thread pool, as a read may be run again."""
+    from trackops.stores.sql import read_on_loop as loop_read
 
-    from trackops.stores.sql import LOOP_READER
-
-    token = LOOP_READER.set((ctx.engine, ctx.loop_reader))  # this request's context only (its own task)
-    try:
-        return await greenlet_spawn(handler, ctx, params, path_params)
-    except sa.exc.DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-    finally:
-        LOOP_READER.reset(token)
-    return await in_thread(_handler_pool(), handler, ctx, params, path_params)
+    return await loop_read(ctx.engine, ctx.loop_reader, handler, ctx, params, path_params,
+                           fallback=lambda: in_thread(_handler_pool(), handler, ctx, params, path_params))
 
 
 def _gc_metrics(ctx: ServerContext) -> str:

@@ -262,6 +262,26 @@ LOOP_READER: contextvars.ContextVar[tuple[sa.Engine, sa.Engine] | None] = contex
     "trackops_loop_reader", default=None)
 
 
+async def read_on_loop(engine: sa.Engine, reader: sa.Engine, fn: Callable[..., T], *args: Any,
+                       fallback: Callable[[], Any]) -> T:
+    """fn(*args) on the running event loop, with the stores of `engine` reading through `reader`
+    (`db.engine.event_loop_reader`): fn's code runs in a greenlet and each database round trip is
+    awaited, so the loop serves other connections meanwhile. A read whose connection turns out to
+    be gone (the database restarted, a proxy dropped it) is answered by awaiting `fallback()`
+    instead, once; the pool has discarded that connection and opens a new one next time."""
+    from sqlalchemy.util import greenlet_spawn
+
+    token = LOOP_READER.set((engine, reader))  # the calling task's context only
+    try:
+        return await greenlet_spawn(fn, *args)
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    finally:
+        LOOP_READER.reset(token)
+    return await fallback()
+
+
 @contextlib.contextmanager
 def read_connection(store: Any) -> Iterator[sa.Connection]:
     """A connection for a store's unit of work that only reads: the event loop's reader when the

@@ -732,7 +732,7 @@ def info_columns() -> list[sa.ColumnElement]:
 def ids_in(conn: sa.Connection, column: sa.ColumnElement, ids: Sequence[str]) -> list[sa.ColumnElement]:
     """Conditions that select `column` values among `ids`, as few statements as the dialect allows:
     one bound parameter for all of them on SQLite (a JSON array read by ``json_each``) and PostgreSQL
-    (a JSON array read by ``json_array_elements_text``), so that a page of 500 traces costs no 500-parameter ``IN`` list to build and
+    (`rows.pg_ids_in`), so that a page of 500 traces costs no 500-parameter ``IN`` list to build and
     bind; elsewhere ``IN`` lists of `BATCH` ids (one statement each). No ids, no conditions."""
     if not ids:
         return []
@@ -741,8 +741,7 @@ def ids_in(conn: sa.Connection, column: sa.ColumnElement, ids: Sequence[str]) ->
         ids_table = sa.func.json_each(sa.literal(json.dumps(list(ids)), sa.String)).table_valued("value")
         return [column.in_(sa.select(ids_table.c.value))]
     if dialect == "postgresql":
-        ids_json = sa.func.json_array_elements_text(sa.cast(sa.literal(json.dumps(list(ids)), sa.Text), sa.JSON))
-        return [column.in_(sa.select(ids_json).scalar_subquery())]  # not = ANY: see rows.pg_ids_in
+        return [pg_ids_in(column, ids)]
     return [column.in_(batch) for batch in chunks(ids, BATCH)]
 
 
