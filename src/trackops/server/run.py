@@ -4,10 +4,11 @@
 prints what it serves and puts the resolved `ServeConfig` in the environment; then, on POSIX, it
 replaces itself with ``python -m trackops.server.run`` (`os.execv`: the same process id, so a
 supervisor, a pid file or a signal sent to it still reaches the server). The process that then serves
-for days has not imported the command line's modules (typer, click, rich) nor, after a database was
-created or upgraded, the migration machinery (alembic, mako): about 18 MiB less resident for one
-worker (docs/serve.md#processes). Where `os.execv` does not keep the process (Windows), `serve` calls
-`run` itself.
+for days has not imported the command line's modules (typer, rich; uvicorn still brings click) nor,
+after a database was created or upgraded, the migration machinery (alembic, mako): one idle worker on
+SQLite holds 56 MiB, against 71 MiB at head and 89 MiB after creating the database when it served
+from the command's process (docs/serve.md#processes). Where `os.execv` does not keep the process
+(Windows, an interpreter that cannot be started again), `serve` calls `run` itself.
 
 Everything here comes from the environment `serve` prepared: `TRACKOPS_SERVE_CONFIG` (the config,
 also what uvicorn's workers build their app from) and the shared webhook key. Started any other way
