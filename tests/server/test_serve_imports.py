@@ -101,6 +101,8 @@ def test_serve_becomes_the_serving_process_under_the_same_pid_and_keeps_its_outp
         with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
             argv = f.read().split(b"\0")
         assert argv[1:3] == [b"-m", b"trackops.server.run"]  # the process serving is the one serve started
+        with open(f"/proc/{proc.pid}/maps") as f:  # uvloop is installed with trackops on Linux
+            assert "/uvloop/" in f.read()  # its event loop is uvloop's
         proc.terminate()
         proc.wait(timeout=60)
     finally:

@@ -62,7 +62,7 @@ def test_serve_with_gc_interval_collects_in_the_background_and_stops_with_the_se
     log = open(tmp_path / "serve.log", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "trackops", "serve", "--backend-store-uri", sqlite_seed.url,
                              "--artifacts-destination", sqlite_seed.destination, "--port", str(port),
-                             "--gc-interval", "1h", "--gc-older-than", "30d"],
+                             "--gc-interval", "1h", "--gc-older-than", "30d", "--no-gc-orphans"],
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         assert _wait(lambda: sqlite_seed.count("runs") == 0, 60), (tmp_path / "serve.log").read_text()
@@ -76,6 +76,8 @@ def test_serve_with_gc_interval_collects_in_the_background_and_stops_with_the_se
             proc.wait()
     text = (tmp_path / "serve.log").read_text()
     assert "gc pass: 2 runs" in text and "stopped after 1 pass" in text
+    # The options reached the cleaner through the serving process serve replaced itself with.
+    assert "older than 30d" in text and "sweeping orphaned folders" not in text
 
 
 def test_idle_ticks_run_no_pass_until_something_is_deleted(sqlite_seed):
