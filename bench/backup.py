@@ -226,7 +226,8 @@ def db_case(name: str, source: str, fresh_target, rows: int, work: Path, externa
     print(f"  dump+restore ratio     {(report.database_seconds + restore_s) / (dump_s + reload_s):.2f} x native")
     second = min(seconds)
     print(f"  second backup, no new data {second:7.2f} s   {100 * second / first_total:.1f}% of the first "
-          f"({first_total:.2f} s; target <= 5%), {again.objects_new} new objects; CPU {min(cpus):.3f} s, "
+          f"({first_total:.2f} s; target <= 5%; each of 3: {', '.join(f'{x:.2f}' for x in seconds)} s), "
+          f"{again.objects_new} new objects; CPU {min(cpus):.3f} s, "
           f"{100 * min(cpus) / first_cpu:.1f}% of the first's   [{load()}]")
 
 

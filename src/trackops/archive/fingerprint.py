@@ -4,6 +4,8 @@ Each test runs inside the backup's snapshot transaction and must never call a ch
 calling an unchanged one changed only costs a dump. SQLite: a BLAKE3 of the rows as SQLite's exact
 `quote()` renders them (a scan in SQLite's C code, no per-row Python work). PostgreSQL: the row count and
 the transaction ids (`xmin`) of the row versions, compared with the previous snapshot's `xmin`.
+MariaDB: the commit stamp InnoDB keeps per table (`mariadb_stamps`), read before the snapshot starts and
+again after the tables were dumped.
 """
 
 from __future__ import annotations
@@ -146,6 +148,51 @@ def schema_fingerprint(conn: sa.Connection) -> str | None:
 
 
 SETTLED_SECONDS = 2.0
+
+
+def mariadb_stamps(conn: sa.Connection, trusted_only: bool = True) -> dict[str, str] | None:
+    """table -> ``mariadb-stamp:<server start>:<table id>:<space>:<update_time>`` of the current database's
+    InnoDB tables, or None where there is no such test (MySQL, no PROCESS privilege, another engine's table
+    is simply left out). Run outside any snapshot; it reads no rows.
+
+    InnoDB stamps a table's `update_time` when a transaction that changed it commits, with that
+    transaction's start time, in seconds (the `start_time` of `trx_t::commit_tables`). `TRUNCATE`, and an
+    `ALTER TABLE` that rebuilds, give the table a new table id and tablespace; a restart forgets every stamp
+    (NULL). With `trusted_only`, a table is listed only when its stamp is at least `SETTLED_SECONDS` older
+    than every transaction still running (and than now): a transaction that commits later stamps its own
+    start time, which is then newer than the stamp read here, so an equal stamp later means no commit
+    since. `information_schema.innodb_trx` may lag by a tenth of a second; the two seconds cover that.
+    """
+    if not getattr(conn.dialect, "is_mariadb", False):
+        return None  # MySQL 8 caches information_schema statistics and stamps differently: always dumped
+    try:
+        zone = conn.exec_driver_sql("SELECT @@session.time_zone").scalar_one()
+        conn.exec_driver_sql("SET SESSION time_zone = '+00:00'")  # UNIX_TIMESTAMP without DST ambiguity
+        try:
+            rows = conn.exec_driver_sql("""
+                SELECT t.table_name, UNIX_TIMESTAMP(t.update_time), i.table_id, i.space
+                FROM information_schema.tables t
+                JOIN information_schema.innodb_sys_tables i ON i.name = CONCAT(t.table_schema, '/', t.table_name)
+                WHERE t.table_schema = DATABASE() AND t.table_type = 'BASE TABLE' AND t.engine = 'InnoDB'
+            """).all()
+            now, started, oldest = conn.exec_driver_sql("""
+                SELECT UNIX_TIMESTAMP(NOW()),
+                       UNIX_TIMESTAMP() - (SELECT variable_value FROM information_schema.global_status
+                                           WHERE variable_name = 'UPTIME'),
+                       (SELECT UNIX_TIMESTAMP(MIN(trx_started)) FROM information_schema.innodb_trx)
+            """).one()
+        finally:
+            conn.exec_driver_sql("SET SESSION time_zone = %(z)s", {"z": zone})
+    except sa.exc.DBAPIError:
+        return None  # most likely no PROCESS privilege for the innodb tables: every table is dumped
+    horizon = min(int(now), int(oldest) if oldest is not None else int(now)) - int(SETTLED_SECONDS)
+    stamps = {}
+    for name, updated, table_id, space in rows:
+        if updated is None or (trusted_only and int(updated) > horizon):
+            continue
+        stamps[name] = f"mariadb-stamp:{int(started)}:{table_id}:{space}:{int(updated)}"
+    return stamps
+
 
 
 def sqlite_file_state(path) -> list | None:

@@ -171,7 +171,8 @@ def backup(settings: Settings, *, to: str | None = None, encrypt: bool = False, 
         previous = None if rehash else last
         db_file = sqlite_path(url) if url.get_backend_name() == "sqlite" else None
         file_state = fingerprint.sqlite_file_state(db_file) if db_file is not None else None
-        with snapshot_connection(url) as conn:
+        stamps: list = []  # MariaDB: the tables' commit stamps, read just before the snapshot starts
+        with snapshot_connection(url, before=lambda c: stamps.append(fingerprint.mariadb_stamps(c))) as conn:
             if file_state is not None and fingerprint.sqlite_file_state(db_file) != file_state:
                 file_state = None  # written while the snapshot started: no shortcut next time
             report = BackupReport(snapshot_id, repo.uri, database, url.get_backend_name(), _revision(conn))
@@ -188,7 +189,8 @@ def backup(settings: Settings, *, to: str | None = None, encrypt: bool = False, 
             source["schema"] = (previous["source"].get("schema") if untouched
                                 else fingerprint.schema_fingerprint(conn))
             reflected = _tables_as_before(previous, source["schema"]) or backed_up_tables(conn)
-            tables = _dump_tables(conn, repo, reflected, report, emit, previous, untouched)
+            tables = _dump_tables(conn, repo, reflected, report, emit, previous, untouched,
+                                  stamps[0] if stamps else None, source["schema"])
             uris = referenced_uris(conn, {t.name: t for t in reflected}) if artifacts else []
         report.database_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
@@ -231,8 +233,11 @@ def _destination_text(destination: str | None) -> str | None:
 # --- the database snapshot ----------------------------------------------------------------------------
 
 @contextmanager
-def snapshot_connection(url: URL) -> Iterator[sa.Connection]:
-    """A connection inside one read-only snapshot transaction of the whole database."""
+def snapshot_connection(url: URL, before: Callable[[sa.Connection], None] | None = None
+                        ) -> Iterator[sa.Connection]:
+    """A connection inside one read-only snapshot transaction of the whole database.
+
+    `before` (MySQL/MariaDB) runs on the same connection just before the snapshot starts."""
     dialect = url.get_backend_name()
     # wal=False: a backup never changes a SQLite file's journal mode. In WAL mode (what trackops serve
     # sets) writers go on during the dump; in rollback-journal mode they wait for it.
@@ -249,6 +254,9 @@ def snapshot_connection(url: URL) -> Iterator[sa.Connection]:
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             elif dialect == "mysql":
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                if before is not None:
+                    before(conn)
+                    conn.rollback()  # what `before` read is not part of the snapshot
                 conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             else:
                 conn.exec_driver_sql("BEGIN")
@@ -324,16 +332,22 @@ def backed_up_tables(conn: sa.Connection) -> list[sa.Table]:
 
 
 def _dump_tables(conn: sa.Connection, repo: Repository, tables: list[sa.Table], report: BackupReport,
-                 emit: Progress, previous: dict[str, Any] | None, untouched: bool = False) -> list[dict]:
+                 emit: Progress, previous: dict[str, Any] | None, untouched: bool = False,
+                 stamps: dict[str, str] | None = None, schema: str | None = None) -> list[dict]:
     """Dump each table, or reuse the previous snapshot's dump of a table shown unchanged (section 6a).
 
     `untouched`: the SQLite file has not been written since the previous snapshot (same inode, size,
-    mtime and ctime of the file and its WAL), so no table needs a fingerprint either."""
+    mtime and ctime of the file and its WAL), so no table needs a fingerprint either. `stamps`
+    (MariaDB): the tables' trusted commit stamps, read just before the snapshot started; they show a
+    table unchanged only while `schema` (the snapshot's schema fingerprint) is the previous one's."""
     emit(ProgressEvent("tables", "start", total=len(tables)))
     before = {t["name"]: t for t in previous["tables"]} if previous else {}
     known = repo.known_objects() if before else set()
     definitions = fingerprint.sqlite_tables(conn) if conn.dialect.name == "sqlite" and not untouched else None
+    if stamps is not None and (schema is None or previous is None or previous["source"].get("schema") != schema):
+        before = {}  # a stamp says nothing of a table whose definition changed: dump every table once
     out = []
+    by_name = {}
     for table in tables:
         columns = [[c.name, dump.column_kind(c.type)] for c in dump.dumpable_columns(table)]
         entry = before.get(table.name)
@@ -342,27 +356,50 @@ def _dump_tables(conn: sa.Connection, repo: Repository, tables: list[sa.Table], 
             entry = None
         if untouched and entry is not None:
             mark: tuple[str | None, bool] | None = (entry.get("fingerprint"), True)
+        elif stamps is not None:
+            stamp = stamps.get(table.name)
+            mark = (stamp, stamp is not None and entry is not None and entry.get("fingerprint") == stamp)
         else:
             mark = _fingerprint(conn, table.name, [c for c, _k in columns], entry, previous, definitions)
+        by_name[table.name] = table
         if entry is not None and mark is not None and mark[1]:
             reused = {k: entry[k] for k in ("name", "rows", "object", "object_size", "size", "digest", "columns",
                                             "key")}
             out.append({**reused, "fingerprint": mark[0], "reused": True})
             emit(ProgressEvent("tables", "advance", amount=1, item=f"{table.name} (unchanged)"))
             continue
-        with repo.spool() as writer:
-            result = dump.dump_table(conn, table, writer.write, algorithm=repo.hash)
-            object_id, object_size, new = writer.finish()
-        report.objects_new += new
-        row = {"name": table.name, "rows": result.rows, "object": object_id, "object_size": object_size,
-               "size": result.size, "digest": result.digest, "columns": result.columns,
-               "key": [c.name for c in table.primary_key.columns], "reused": False}
-        if mark is not None and mark[0] is not None:
-            row["fingerprint"] = mark[0] if conn.dialect.name == "sqlite" else f"postgresql-rows:{result.rows}"
-        out.append(row)
-        emit(ProgressEvent("tables", "advance", amount=1, item=f"{table.name} ({result.rows} rows)"))
+        out.append(_dump_one(conn, repo, table, report, mark))
+        emit(ProgressEvent("tables", "advance", amount=1, item=f"{table.name} ({out[-1]['rows']} rows)"))
+    if stamps is not None:
+        # Read the stamps again, now that the snapshot is seconds or at least milliseconds old: a table
+        # whose stamp moved since the first reading may have a commit in the snapshot that the first
+        # reading did not show (InnoDB stamps a commit just after it becomes visible). Such a table is
+        # dumped from the snapshot after all, and records no fingerprint.
+        now = fingerprint.mariadb_stamps(conn, trusted_only=False) or {}
+        for i, row in enumerate(out):
+            if row.get("fingerprint") is None or now.get(row["name"]) == row["fingerprint"]:
+                continue
+            if row["reused"]:
+                out[i] = _dump_one(conn, repo, by_name[row["name"]], report, None)
+            else:
+                del row["fingerprint"]
     emit(ProgressEvent("tables", "done"))
     return out
+
+
+def _dump_one(conn: sa.Connection, repo: Repository, table: sa.Table, report: BackupReport,
+              mark: tuple[str | None, bool] | None) -> dict:
+    with repo.spool() as writer:
+        result = dump.dump_table(conn, table, writer.write, algorithm=repo.hash)
+        object_id, object_size, new = writer.finish()
+    report.objects_new += new
+    row = {"name": table.name, "rows": result.rows, "object": object_id, "object_size": object_size,
+           "size": result.size, "digest": result.digest, "columns": result.columns,
+           "key": [c.name for c in table.primary_key.columns], "reused": False}
+    if mark is not None and mark[0] is not None:
+        row["fingerprint"] = (f"postgresql-rows:{result.rows}" if conn.dialect.name == "postgresql"
+                              else mark[0])
+    return row
 
 
 def types_namespace(**kw):
