@@ -24,6 +24,7 @@ from trackops.entities import (
     RunInfo,
 )
 from trackops.server.protocol import json_number
+from trackops.stores.rows import RunMakers
 
 
 def _put(out: dict[str, Any], key: str, value: Any) -> None:
@@ -93,6 +94,67 @@ def dataset_input(d: DatasetInput) -> dict[str, Any]:
     _put_list(out, "tags", key_values(d.tags))
     out["dataset"] = dataset
     return out
+
+
+def _wire_info(run_id, experiment_id, user_id, status, start_time, end_time, lifecycle_stage, artifact_uri,
+               run_name) -> dict[str, Any]:
+    """`run_info` of a RunInfo with these fields, from the values themselves."""
+    out: dict[str, Any] = {"run_uuid": run_id, "experiment_id": experiment_id}
+    if run_name is not None:
+        out["run_name"] = run_name
+    out["user_id"] = user_id or ""
+    out["status"] = status.value if hasattr(status, "value") else status
+    if start_time is not None:
+        out["start_time"] = start_time
+    if end_time is not None:
+        out["end_time"] = end_time
+    if artifact_uri is not None:
+        out["artifact_uri"] = artifact_uri
+    out["lifecycle_stage"] = lifecycle_stage
+    out["run_id"] = run_id
+    return out
+
+
+def _wire_dataset(name, digest, source_type, source, schema, profile, tags) -> dict[str, Any]:
+    dataset: dict[str, Any] = {"name": name, "digest": digest, "source_type": source_type, "source": source}
+    if schema is not None:
+        dataset["schema"] = schema
+    if profile is not None:
+        dataset["profile"] = profile
+    return {"tags": tags, "dataset": dataset} if tags else {"dataset": dataset}
+
+
+def _wire_run(info, metrics, params, tags, dataset_inputs, model_inputs, model_outputs) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if metrics:
+        data["metrics"] = metrics
+    if params:
+        data["params"] = params
+    if tags:
+        data["tags"] = tags
+    inputs: dict[str, Any] = {}
+    if dataset_inputs:
+        inputs["dataset_inputs"] = dataset_inputs
+    if model_inputs:
+        inputs["model_inputs"] = model_inputs
+    return {"info": info, "data": data, "inputs": inputs,
+            "outputs": {"model_outputs": model_outputs} if model_outputs else {}}
+
+
+def _key_value(key, value) -> dict[str, Any]:
+    return {"key": key, "value": value}
+
+
+# A search page's runs built straight as the JSON `run` writes (stores/rows.RunMakers): the same
+# objects, without the entities in between.
+WIRE_RUN = RunMakers(
+    info=_wire_info,
+    metric=lambda key, value, timestamp, step: {"key": key, "value": json_number(value), "timestamp": timestamp,
+                                                "step": step or 0},
+    param=_key_value, tag=_key_value, input_tag=_key_value, dataset=_wire_dataset,
+    model_input=lambda model_id: {"model_id": model_id},
+    model_output=lambda model_id, step: {"model_id": model_id, "step": step},
+    run=_wire_run)
 
 
 def run(r: Run, *, with_outputs: bool = True) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from trackops.entities import (
 )
 from trackops.errors import InvalidParameterValue, ResourceAlreadyExists
 from trackops.stores import experiments, metrics, runs
-from trackops.stores.rows import load_experiments, load_runs
+from trackops.stores.rows import ENTITY_MAKERS, RunMakers, load_experiments, load_runs
 from trackops.stores.sql import joined_transaction, read_connection, retry_deadlocks
 from trackops.stores.uris import resolve_uri_if_local
 from trackops.stores.validation import (
@@ -234,8 +234,11 @@ class TrackingStore:
     def search_runs(self, experiment_ids: Sequence[str | int], filter_string: str | None = None,
                     run_view_type: ViewType | int | str | None = ViewType.ACTIVE_ONLY,
                     max_results: int = SEARCH_MAX_RESULTS_DEFAULT, order_by: Sequence[str] | None = None,
-                    page_token: str | None = None, restrict=None) -> tuple[list[Run], str | None]:
-        """One page of runs, fully loaded in a fixed number of queries, and the next page's token."""
+                    page_token: str | None = None, restrict=None,
+                    make: RunMakers = ENTITY_MAKERS) -> tuple[list[Run], str | None]:
+        """One page of runs, fully loaded in a fixed number of queries, and the next page's token.
+
+        `make`: what the runs are built as (`rows.RunMakers`; entities by default)."""
         from trackops.stores import search
 
         validate_max_results(max_results)
@@ -247,6 +250,6 @@ class TrackingStore:
         with self._read() as conn:
             rows = conn.execute(query).all()
             page = rows[:max_results]
-            found = load_runs(conn, [row[0] for row in page], run_rows=page)
+            found = load_runs(conn, [row[0] for row in page], run_rows=page, make=make)
         token = search.encode_page_token(offset + max_results) if len(rows) > max_results else None
         return found, token

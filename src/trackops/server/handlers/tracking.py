@@ -349,8 +349,8 @@ def search_runs(ctx, p: Params, _path) -> dict:
     found, token = ctx.tracking.search_runs(
         [str(e) for e in p.list("experiment_ids")], filter_string=p.str("filter") or None,
         run_view_type=_view_type(p, "run_view_type"), max_results=p.int64("max_results", default=SEARCH_DEFAULT),
-        order_by=p.list("order_by"), page_token=p.str("page_token") or None)
-    return ser.page("runs", [ser.run(r) for r in found], token)
+        order_by=p.list("order_by"), page_token=p.str("page_token") or None, make=ser.WIRE_RUN)
+    return ser.page("runs", found, token)  # built as JSON objects already (serialize.WIRE_RUN)
 
 
 # --- metric history ----------------------------------------------------------------------------
