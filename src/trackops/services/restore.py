@@ -8,7 +8,8 @@ remaps, the old destination mapped to the new one implicitly). ``--dry-run`` sto
 Then execute, so that a failure leaves the database target as it was:
 
 - the schema is built at the snapshot's revision with trackops' own migrations, then every table is loaded
-  in foreign-key order (batched executemany; COPY on PostgreSQL), ids and timestamps as they were, dumps checked against the
+  in foreign-key order (batched executemany; COPY on PostgreSQL, large tables with their keys and indexes
+  set aside until their rows are in), ids and timestamps as they were, dumps checked against the
   manifest's checksums; the artifacts are written; then, only if all of that worked, the database is
   committed: SQLite is built in ``<target>.tmp`` and renamed over the target; PostgreSQL does everything
   in one transaction (its DDL is transactional); MySQL/MariaDB cannot roll DDL back, so the tables are
@@ -430,6 +431,7 @@ def _load_table(conn: sa.Connection, repo: Repository, plan: RestorePlan, report
            f"VALUES ({', '.join([mark] * len(names))})")
     whole = keep == list(range(len(reader.columns)))
     rows = 0
+    put_back = _pg_set_aside(conn, name) if dialect == "postgresql" and entry["rows"] >= SET_ASIDE_ROWS else []
     with contextlib.ExitStack() as stack:
         copy = None
         if dialect == "postgresql":  # COPY is several times faster than any INSERT on PostgreSQL
@@ -457,7 +459,53 @@ def _load_table(conn: sa.Connection, repo: Repository, plan: RestorePlan, report
     if reader.hasher.hexdigest() != manifests.table_digest(entry) or rows != entry["rows"]:
         raise CheckFailedError(f"the dump of table {name} does not match the manifest; nothing was restored",
                                hint="run trackops verify --read-data; restore another snapshot")
+    _pg_put_back(conn, name, put_back)
     report.tables.append({"name": name, "rows": rows})
+
+
+SET_ASIDE_ROWS = 10_000  # PostgreSQL: a table this large is loaded with its indexes and foreign keys set aside
+
+
+def _pg_set_aside(conn: sa.Connection, table: str) -> list[tuple[str, str]]:
+    """Drop what makes a large COPY into `table` slow, as pg_dump's output does: its foreign keys
+    (checked row by row while loading, in one pass when added back), its plain indexes and its
+    primary-key and unique constraints that no foreign key refers to (built once from the loaded rows
+    instead of grown row by row). Returns (what, statement) to put each back exactly as it was (the
+    definitions and names as PostgreSQL itself renders them), in the order they must go back: keys,
+    then indexes, then foreign keys. All inside the restore's one transaction: a failure undoes it."""
+    found = conn.exec_driver_sql("""
+        SELECT c.contype::text, c.conname,
+               format('ALTER TABLE %%s DROP CONSTRAINT %%I', c.conrelid::regclass, c.conname),
+               format('ALTER TABLE %%s ADD CONSTRAINT %%I %%s', c.conrelid::regclass, c.conname,
+                      pg_get_constraintdef(c.oid))
+        FROM pg_constraint c
+        WHERE c.conrelid = to_regclass(%(t)s)
+          AND (c.contype = 'f' OR (c.contype IN ('p', 'u') AND NOT EXISTS (
+                SELECT 1 FROM pg_constraint r WHERE r.contype = 'f' AND r.conindid = c.conindid)))
+        UNION ALL
+        SELECT 'i', i.indexrelid::regclass::text, format('DROP INDEX %%s', i.indexrelid::regclass),
+               pg_get_indexdef(i.indexrelid)
+        FROM pg_index i
+        WHERE i.indrelid = to_regclass(%(t)s)
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+    """, {"t": '"' + table.replace('"', '""') + '"'}).all()  # the preparer's quote doubles a % here
+    order = {"f": 0, "i": 1, "p": 2, "u": 2}  # dropped in this order, put back in the reverse one
+    found.sort(key=lambda row: order[row[0]])
+    for _kind, _name, drop, _add in found:
+        conn.exec_driver_sql(drop.replace("%", "%%"))
+    return [(name, add) for _kind, name, _drop, add in reversed(found)]
+
+
+def _pg_put_back(conn: sa.Connection, table: str, statements: list[tuple[str, str]]) -> None:
+    for what, statement in statements:
+        try:
+            conn.exec_driver_sql(statement.replace("%", "%%"))
+        except sa.exc.IntegrityError as exc:
+            raise DatabaseError(f"the snapshot's rows of table {table} break {what} of the target database: "
+                                f"{str(exc.orig).splitlines()[0]}",
+                                hint="nothing was restored; a SQLite source may hold rows whose run or "
+                                     "experiment is gone (SQLite does not enforce foreign keys): delete them "
+                                     "there, back up again and restore that snapshot") from None
 
 
 def _rewrite_stored(uri: str, plan: RestorePlan) -> str:
