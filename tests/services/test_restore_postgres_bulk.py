@@ -64,8 +64,9 @@ def test_tables_loaded_with_keys_set_aside_end_with_the_same_schema_and_rows(pos
     assert all_rows(second_postgres) == all_rows(postgres_url) == all_rows(source_url)
 
 
+@pytest.mark.parametrize("set_aside", [True, False], ids=["keys-set-aside", "keys-in-place"])
 def test_rows_that_break_a_foreign_key_fail_the_restore_and_leave_the_target_empty(postgres_url, tmp_path,
-                                                                                  monkeypatch):
+                                                                                  monkeypatch, set_aside):
     source_url, _artifacts = fixture_copy("mlflow-2.22.5", tmp_path / "src")
     engine = sa.create_engine(source_url, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:  # SQLite does not enforce foreign keys: a metric of a run that is gone
@@ -75,7 +76,7 @@ def test_rows_that_break_a_foreign_key_fail_the_restore_and_leave_the_target_emp
     repo = tmp_path / "repo"
     backup.backup(Settings(backend_store_uri=source_url, artifacts_destination=str(tmp_path / "dest")),
                   to=str(repo), artifacts=False)
-    monkeypatch.setattr(restore, "SET_ASIDE_ROWS", 1)
+    monkeypatch.setattr(restore, "SET_ASIDE_ROWS", 1 if set_aside else 10 ** 9)
     with pytest.raises(DatabaseError) as failed:
         _restore(str(repo), postgres_url, tmp_path)
     assert "table metrics" in str(failed.value) and "metrics_run_uuid_fkey" in str(failed.value)

@@ -432,30 +432,33 @@ def _load_table(conn: sa.Connection, repo: Repository, plan: RestorePlan, report
     whole = keep == list(range(len(reader.columns)))
     rows = 0
     put_back = _pg_set_aside(conn, name) if dialect == "postgresql" and entry["rows"] >= SET_ASIDE_ROWS else []
-    with contextlib.ExitStack() as stack:
-        copy = None
-        if dialect == "postgresql":  # COPY is several times faster than any INSERT on PostgreSQL
-            cursor = stack.enter_context(conn.connection.dbapi_connection.cursor())
-            copy = stack.enter_context(cursor.copy(
-                f"COPY {quote(name)} ({', '.join(quote(c) for c in names)}) FROM STDIN"))
-        for batch in reader.batches():
-            records = batch if whole else [[raw[i] for i in keep] for raw in batch]
-            for pos, fn in convert:
-                for values in records:
-                    if values[pos] is not None:
-                        values[pos] = fn(values[pos])
-            for pos, where in rewrites:
-                for values in records:
-                    value = values[pos]
-                    if value is not None and (where is None or values[key_pos[where[0]]] == where[1]):
-                        values[pos] = _rewrite_stored(value, plan)
-            if copy is not None:
-                for values in records:
-                    copy.write_row(values)
-            else:
-                conn.exec_driver_sql(sql, [tuple(v) for v in records])
-            rows += len(records)
-            emit(ProgressEvent("tables", "advance", amount=len(records), item=name))
+    try:
+        with contextlib.ExitStack() as stack:
+            copy = None
+            if dialect == "postgresql":  # COPY is several times faster than any INSERT on PostgreSQL
+                cursor = stack.enter_context(conn.connection.dbapi_connection.cursor())
+                copy = stack.enter_context(cursor.copy(
+                    f"COPY {quote(name)} ({', '.join(quote(c) for c in names)}) FROM STDIN"))
+            for batch in reader.batches():
+                records = batch if whole else [[raw[i] for i in keep] for raw in batch]
+                for pos, fn in convert:
+                    for values in records:
+                        if values[pos] is not None:
+                            values[pos] = fn(values[pos])
+                for pos, where in rewrites:
+                    for values in records:
+                        value = values[pos]
+                        if value is not None and (where is None or values[key_pos[where[0]]] == where[1]):
+                            values[pos] = _rewrite_stored(value, plan)
+                if copy is not None:
+                    for values in records:
+                        copy.write_row(values)
+                else:
+                    conn.exec_driver_sql(sql, [tuple(v) for v in records])
+                rows += len(records)
+                emit(ProgressEvent("tables", "advance", amount=len(records), item=name))
+    except (sa.exc.IntegrityError, conn.dialect.loaded_dbapi.IntegrityError) as exc:
+        raise _broken(name, None, exc) from None
     if reader.hasher.hexdigest() != manifests.table_digest(entry) or rows != entry["rows"]:
         raise CheckFailedError(f"the dump of table {name} does not match the manifest; nothing was restored",
                                hint="run trackops verify --read-data; restore another snapshot")
@@ -501,11 +504,19 @@ def _pg_put_back(conn: sa.Connection, table: str, statements: list[tuple[str, st
         try:
             conn.exec_driver_sql(statement.replace("%", "%%"))
         except sa.exc.IntegrityError as exc:
-            raise DatabaseError(f"the snapshot's rows of table {table} break {what} of the target database: "
-                                f"{str(exc.orig).splitlines()[0]}",
-                                hint="nothing was restored; a SQLite source may hold rows whose run or "
-                                     "experiment is gone (SQLite does not enforce foreign keys): delete them "
-                                     "there, back up again and restore that snapshot") from None
+            raise _broken(table, what, exc) from None
+
+
+def _broken(table: str, constraint: str | None, exc: Exception) -> DatabaseError:
+    """The one-line error for rows of the snapshot that a constraint of the target refuses."""
+    orig = getattr(exc, "orig", None) or exc
+    diag = getattr(orig, "diag", None)
+    constraint = constraint or getattr(diag, "constraint_name", None) or "a constraint"
+    first = (str(orig).splitlines() or [type(orig).__name__])[0]
+    return DatabaseError(f"the snapshot's rows of table {table} break {constraint} of the target database: {first}",
+                         hint="nothing was restored; a SQLite source may hold rows whose run or experiment is "
+                              "gone (SQLite does not enforce foreign keys): delete them there, back up again "
+                              "and restore that snapshot")
 
 
 def _rewrite_stored(uri: str, plan: RestorePlan) -> str:
