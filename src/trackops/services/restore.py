@@ -434,11 +434,14 @@ def _load_table(conn: sa.Connection, repo: Repository, plan: RestorePlan, report
     put_back = _pg_set_aside(conn, name) if dialect == "postgresql" and entry["rows"] >= SET_ASIDE_ROWS else []
     try:
         with contextlib.ExitStack() as stack:
-            copy = None
+            copy = insert = None
             if dialect == "postgresql":  # COPY is several times faster than any INSERT on PostgreSQL
                 cursor = stack.enter_context(conn.connection.dbapi_connection.cursor())
                 copy = stack.enter_context(cursor.copy(
                     f"COPY {quote(name)} ({', '.join(quote(c) for c in names)}) FROM STDIN"))
+            elif dialect == "mysql":
+                insert = _MysqlInsert(conn, f"INSERT INTO {quote(name)} ({', '.join(quote(c) for c in names)}) VALUES ")
+                stack.callback(insert.cursor.close)
             for batch in reader.batches():
                 records = batch if whole else [[raw[i] for i in keep] for raw in batch]
                 for pos, fn in convert:
@@ -453,6 +456,8 @@ def _load_table(conn: sa.Connection, repo: Repository, plan: RestorePlan, report
                 if copy is not None:
                     for values in records:
                         copy.write_row(values)
+                elif insert is not None:
+                    insert.rows(records)
                 else:
                     conn.exec_driver_sql(sql, [tuple(v) for v in records])
                 rows += len(records)
@@ -464,6 +469,67 @@ def _load_table(conn: sa.Connection, repo: Repository, plan: RestorePlan, report
                                hint="run trackops verify --read-data; restore another snapshot")
     _pg_put_back(conn, name, put_back)
     report.tables.append({"name": name, "rows": rows})
+
+
+class _MysqlInsert:
+    """Multi-row INSERTs for MySQL/MariaDB written as SQL literals here, sent on the driver's cursor.
+
+    PyMySQL's executemany builds the same statements, but escapes each value through several layers
+    of Python calls: two thirds of a restore's time on 300 k metric rows went there. Here the common
+    types (NULL, booleans, integers, floats, text) are rendered by one lookup each, exactly as PyMySQL
+    renders them (floats through its own `escape_float`, text with its escape table, or with quotes
+    doubled under NO_BACKSLASH_ESCAPES); any other value goes through PyMySQL's own `escape`. A
+    statement stays under a quarter of the server's max_allowed_packet (and 4 MiB).
+    """
+
+    _TEXT = [chr(x) for x in range(128)]
+    for _char, _escaped in (("\0", "\\0"), ("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"),
+                            ("\032", "\\Z"), ('"', '\\"'), ("'", "\\'")):
+        _TEXT[ord(_char)] = _escaped
+    del _char, _escaped
+
+    def __init__(self, conn: sa.Connection, head: str):
+        from pymysql.constants import SERVER_STATUS
+        from pymysql.converters import escape_float
+
+        dbapi = conn.connection.dbapi_connection
+        self.conn = conn
+        self.cursor = dbapi.cursor()
+        self.head = head
+        packet = int(conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar_one())
+        self.limit = max(64 * 1024, min(packet // 4, 4 * 1024 * 1024))
+        if dbapi.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES:
+            def text(v: str) -> str:
+                return "'" + v.replace("'", "''") + "'"
+        else:
+            table = self._TEXT
+
+            def text(v: str) -> str:
+                return "'" + v.translate(table) + "'"
+        self.literal = {type(None): lambda _v: "NULL", bool: lambda v: "1" if v else "0", int: int.__repr__,
+                        float: escape_float, str: text}
+        self.escape = dbapi.escape
+
+    def rows(self, records: list) -> None:
+        literal, escape = self.literal, self.escape
+        parts: list[str] = []
+        size = 0
+        for values in records:
+            row = "(" + ",".join([literal.get(type(v), escape)(v) for v in values]) + ")"
+            parts.append(row)
+            size += len(row) + 1
+            if size >= self.limit:
+                self._send(parts)
+                parts, size = [], 0
+        if parts:
+            self._send(parts)
+
+    def _send(self, parts: list[str]) -> None:
+        statement = self.head + ",".join(parts)
+        try:
+            self.cursor.execute(statement)
+        except self.conn.dialect.loaded_dbapi.Error as exc:  # raised as SQLAlchemy raises driver errors
+            self.conn._handle_dbapi_exception(exc, self.head + "...", None, self.cursor, None)
 
 
 SET_ASIDE_ROWS = 10_000  # PostgreSQL: a table this large is loaded with its indexes and foreign keys set aside
