@@ -25,7 +25,6 @@ def _ensure_handler() -> bool:
 
     True when they go to stderr through the handler set up here (nobody else configured the
     logger): the middleware then writes its lines itself (`StderrLines`)."""
-    own = False
     if not log.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(LINE_FORMAT))
@@ -33,15 +32,13 @@ def _ensure_handler() -> bool:
         log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = bool(logging.getLogger().handlers)
-    if not log.propagate and [h.get_name() for h in log.handlers] == ["trackops-access-stderr"]:
-        own = True
-    return own
+    return not log.propagate and [h.get_name() for h in log.handlers] == ["trackops-access-stderr"]
 
 
 class StderrLines:
     """Writes an access line to stderr exactly as the logger's own handler would (`LINE_FORMAT`, with
     logging's local-time ``asctime``), without a log record, a formatter pass and the handler's
-    lock: through `logging` a line cost about 35 us of the server's CPU per request, a third of what
+    lock: through `logging` a line cost about 35 us of the server's CPU per request, a quarter of what
     `GET /health` costs in all. The date and time are formatted once per second."""
 
     def __init__(self) -> None:

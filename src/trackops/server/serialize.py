@@ -66,39 +66,19 @@ def metric(m: Metric, *, with_run_id: bool = False) -> dict[str, Any]:
 
 
 def run_info(i: RunInfo) -> dict[str, Any]:
-    # Written out rather than through _put: a search page serialises a thousand of these.
-    out: dict[str, Any] = {"run_uuid": i.run_id, "experiment_id": str(i.experiment_id)}
-    if i.run_name is not None:
-        out["run_name"] = i.run_name
-    out["user_id"] = i.user_id or ""
-    status = i.status
-    out["status"] = status.value if hasattr(status, "value") else status
-    if i.start_time is not None:
-        out["start_time"] = i.start_time
-    if i.end_time is not None:
-        out["end_time"] = i.end_time
-    if i.artifact_uri is not None:
-        out["artifact_uri"] = i.artifact_uri
-    out["lifecycle_stage"] = i.lifecycle_stage
-    out["run_id"] = i.run_id
-    return out
+    return _wire_info(i.run_id, str(i.experiment_id), i.user_id, i.status, i.start_time, i.end_time,
+                      i.lifecycle_stage, i.artifact_uri, i.run_name)
 
 
 def dataset_input(d: DatasetInput) -> dict[str, Any]:
     ds = d.dataset
-    dataset: dict[str, Any] = {"name": ds.name, "digest": ds.digest, "source_type": ds.source_type,
-                               "source": ds.source}
-    _put(dataset, "schema", ds.schema)
-    _put(dataset, "profile", ds.profile)
-    out: dict[str, Any] = {}
-    _put_list(out, "tags", key_values(d.tags))
-    out["dataset"] = dataset
-    return out
+    return _wire_dataset(ds.name, ds.digest, ds.source_type, ds.source, ds.schema, ds.profile, key_values(d.tags))
 
 
 def _wire_info(run_id, experiment_id, user_id, status, start_time, end_time, lifecycle_stage, artifact_uri,
                run_name) -> dict[str, Any]:
-    """`run_info` of a RunInfo with these fields, from the values themselves."""
+    """A run's info from its values (`run_info` of an entity, and WIRE_RUN's from the rows). Written out
+    rather than through _put: a search page serialises a thousand of these."""
     out: dict[str, Any] = {"run_uuid": run_id, "experiment_id": experiment_id}
     if run_name is not None:
         out["run_name"] = run_name
@@ -125,6 +105,7 @@ def _wire_dataset(name, digest, source_type, source, schema, profile, tags) -> d
 
 
 def _wire_run(info, metrics, params, tags, dataset_inputs, model_inputs, model_outputs) -> dict[str, Any]:
+    """A run from its parts, already JSON objects; empty lists are left out, as MLflow writes them."""
     data: dict[str, Any] = {}
     if metrics:
         data["metrics"] = metrics
@@ -145,12 +126,16 @@ def _key_value(key, value) -> dict[str, Any]:
     return {"key": key, "value": value}
 
 
+def _wire_metric(key, value, timestamp, step) -> dict[str, Any]:
+    """A metric without dataset or model: what a run's data lists."""
+    return {"key": key, "value": json_number(value), "timestamp": timestamp, "step": step or 0}
+
+
 # A search page's runs built straight as the JSON `run` writes (stores/rows.RunMakers): the same
 # objects, without the entities in between.
 WIRE_RUN = RunMakers(
     info=_wire_info,
-    metric=lambda key, value, timestamp, step: {"key": key, "value": json_number(value), "timestamp": timestamp,
-                                                "step": step or 0},
+    metric=_wire_metric,
     param=_key_value, tag=_key_value, input_tag=_key_value, dataset=_wire_dataset,
     model_input=lambda model_id: {"model_id": model_id},
     model_output=lambda model_id, step: {"model_id": model_id, "step": step},
@@ -160,24 +145,14 @@ WIRE_RUN = RunMakers(
 def run(r: Run, *, with_outputs: bool = True) -> dict[str, Any]:
     """A run; `with_outputs=False` for runs/create, whose response MLflow writes without "outputs"."""
     d = r.data
-    data: dict[str, Any] = {}
-    if d.metrics:
-        data["metrics"] = [metric(m) if m.dataset_name or m.dataset_digest or m.model_id else
-                           {"key": m.key, "value": json_number(m.value), "timestamp": m.timestamp,
-                            "step": m.step or 0} for m in d.metrics]
-    if d.params:
-        data["params"] = key_values(d.params)
-    if d.tags:
-        data["tags"] = key_values(d.tags)
-    inputs: dict[str, Any] = {}
-    if r.inputs.dataset_inputs:
-        inputs["dataset_inputs"] = [dataset_input(x) for x in r.inputs.dataset_inputs]
-    if r.inputs.model_inputs:
-        inputs["model_inputs"] = [{"model_id": m.model_id} for m in r.inputs.model_inputs]
-    out = {"info": run_info(r.info), "data": data, "inputs": inputs}
-    if with_outputs:
-        out["outputs"] = ({"model_outputs": [{"model_id": m.model_id, "step": m.step} for m in r.outputs.model_outputs]}
-                          if r.outputs.model_outputs else {})
+    metrics = [metric(m) if m.dataset_name or m.dataset_digest or m.model_id else
+               _wire_metric(m.key, m.value, m.timestamp, m.step) for m in d.metrics]
+    out = _wire_run(run_info(r.info), metrics, key_values(d.params), key_values(d.tags),
+                    [dataset_input(x) for x in r.inputs.dataset_inputs],
+                    [{"model_id": m.model_id} for m in r.inputs.model_inputs],
+                    [{"model_id": m.model_id, "step": m.step} for m in r.outputs.model_outputs])
+    if not with_outputs:
+        del out["outputs"]
     return out
 
 

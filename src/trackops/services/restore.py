@@ -423,12 +423,13 @@ def _load_table(conn: sa.Connection, repo: Repository, plan: RestorePlan, report
             convert.append((pos, fn))
     rewrites = [(pos, uri_columns[(name, col)]) for pos, col in enumerate(names) if (name, col) in uri_columns]
     key_pos = {col: pos for pos, col in enumerate(names)}
-    # Straight to the driver's executemany: SQLAlchemy's per-value bind processing would cost more than
-    # the insert itself; `dump.decoder` does the conversions it would have done.
+    # Straight to the driver (COPY on PostgreSQL, literal multi-row INSERTs on MySQL, executemany on
+    # SQLite): SQLAlchemy's per-value bind processing would cost more than the insert itself;
+    # `dump.decoder` does the conversions it would have done.
     quote = conn.dialect.identifier_preparer.quote
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = (f"INSERT INTO {quote(name)} ({', '.join(quote(c) for c in names)}) "
-           f"VALUES ({', '.join([mark] * len(names))})")
+    column_list = ", ".join(quote(c) for c in names)
+    sql = f"INSERT INTO {quote(name)} ({column_list}) VALUES ({', '.join([mark] * len(names))})"
     whole = keep == list(range(len(reader.columns)))
     rows = 0
     put_back = _pg_set_aside(conn, name) if dialect == "postgresql" and entry["rows"] >= SET_ASIDE_ROWS else []
@@ -438,9 +439,9 @@ def _load_table(conn: sa.Connection, repo: Repository, plan: RestorePlan, report
             if dialect == "postgresql":  # COPY is several times faster than any INSERT on PostgreSQL
                 cursor = stack.enter_context(conn.connection.dbapi_connection.cursor())
                 copy = stack.enter_context(cursor.copy(
-                    f"COPY {quote(name)} ({', '.join(quote(c) for c in names)}) FROM STDIN"))
+                    f"COPY {quote(name)} ({column_list}) FROM STDIN"))
             elif dialect == "mysql":
-                insert = _MysqlInsert(conn, f"INSERT INTO {quote(name)} ({', '.join(quote(c) for c in names)}) VALUES ")
+                insert = _MysqlInsert(conn, f"INSERT INTO {quote(name)} ({column_list}) VALUES ")
                 stack.callback(insert.cursor.close)
             for batch in reader.batches():
                 records = batch if whole else [[raw[i] for i in keep] for raw in batch]
@@ -477,20 +478,14 @@ class _MysqlInsert:
     PyMySQL's executemany builds the same statements, but escapes each value through several layers
     of Python calls: two thirds of a restore's time on 300 k metric rows went there. Here the common
     types (NULL, booleans, integers, floats, text) are rendered by one lookup each, exactly as PyMySQL
-    renders them (floats through its own `escape_float`, text with its escape table, or with quotes
-    doubled under NO_BACKSLASH_ESCAPES); any other value goes through PyMySQL's own `escape`. A
+    renders them (floats through its own `escape_float`, text through its `escape_string`, or with
+    quotes doubled under NO_BACKSLASH_ESCAPES); any other value goes through PyMySQL's own `escape`. A
     statement stays under a quarter of the server's max_allowed_packet (and 4 MiB).
     """
 
-    _TEXT = [chr(x) for x in range(128)]
-    for _char, _escaped in (("\0", "\\0"), ("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"),
-                            ("\032", "\\Z"), ('"', '\\"'), ("'", "\\'")):
-        _TEXT[ord(_char)] = _escaped
-    del _char, _escaped
-
     def __init__(self, conn: sa.Connection, head: str):
         from pymysql.constants import SERVER_STATUS
-        from pymysql.converters import escape_float
+        from pymysql.converters import escape_float, escape_string
 
         dbapi = conn.connection.dbapi_connection
         self.conn = conn
@@ -502,10 +497,8 @@ class _MysqlInsert:
             def text(v: str) -> str:
                 return "'" + v.replace("'", "''") + "'"
         else:
-            table = self._TEXT
-
             def text(v: str) -> str:
-                return "'" + v.translate(table) + "'"
+                return "'" + escape_string(v) + "'"
         self.literal = {type(None): lambda _v: "NULL", bool: lambda v: "1" if v else "0", int: int.__repr__,
                         float: escape_float, str: text}
         self.escape = dbapi.escape
